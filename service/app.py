@@ -1,0 +1,78 @@
+"""create_app(): settings, database, blueprints and error handlers; nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from service import api, health, webhooks
+from service.config import Settings
+from service.context import EXTENSION_KEY, AppState
+from service.db import make_engine, make_session_factory
+from service.errors import ApiError, ServiceUnavailable
+from service.logs import configure_logging, log, request_id_from
+from service.responses import json_response
+from service.statuses import default_handlers
+
+logger = logging.getLogger("jobhooks.app")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    configure_logging()
+    settings = settings or Settings.from_env()
+    settings.require_ingest_credentials()
+    engine = make_engine(settings.database_url)
+    app = Flask(__name__)
+    app.extensions[EXTENSION_KEY] = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        handlers_for=default_handlers,
+    )
+    for blueprint in (webhooks.bp, api.bp, health.bp):
+        app.register_blueprint(blueprint)
+    _register_request_id(app)
+    _register_error_handlers(app)
+    return app
+
+
+def _register_request_id(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id() -> None:
+        g.request_id = request_id_from(request.headers.get("X-Request-ID"))
+
+    @app.after_request
+    def echo_request_id(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(error: ApiError) -> Response:
+        return json_response(error.body(), error.status, error.headers)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code = (error.name or "error").lower().replace(" ", "_")
+        headers = dict(error.get_headers())
+        headers.pop("Content-Type", None)
+        body = {"error": code, "message": error.description or error.name, "details": []}
+        return json_response(body, status, headers)
+
+    @app.errorhandler(SQLAlchemyError)
+    def database_error(error: SQLAlchemyError) -> Response:
+        # MX retries on any error, so a database outage loses nothing as long as we never say 2xx.
+        log(logger, "database error", logging.ERROR, error=type(error).__name__)
+        unavailable = ServiceUnavailable("the database is unavailable; retry later")
+        return json_response(unavailable.body(), unavailable.status, unavailable.headers)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception) -> Response:
+        logger.exception("unhandled error")
+        body = {"error": "internal_error", "message": "unexpected error", "details": []}
+        return json_response(body, 500)

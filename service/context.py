@@ -1,0 +1,27 @@
+"""What a request needs from the app: settings and the session factory, reached through Flask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Settings
+from service.ingest import HandlersFor
+
+EXTENSION_KEY = "jobhooks"
+
+
+@dataclass(frozen=True)
+class AppState:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    handlers_for: HandlersFor
+
+
+def current_state() -> AppState:
+    state: AppState = current_app.extensions[EXTENSION_KEY]
+    return state

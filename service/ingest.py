@@ -1,0 +1,190 @@
+"""The one function that turns a verified, validated job callback into committed rows."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, func, or_
+from sqlalchemy.orm import Session
+
+from service.db import insert_for
+from service.models import HandlerRun, Job, JobEvent, RejectedDelivery
+from service.schemas import JobCallback
+from service.statuses import status_name
+
+HandlersFor = Callable[[int], Sequence[str]]
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"  # became the job's current state
+    STALE = "stale"  # stored in history; a newer event is already current
+    DUPLICATE = "duplicate"  # already stored; nothing written
+
+
+@dataclass(frozen=True)
+class JobDelivery:
+    job: JobCallback
+    raw: dict[str, Any]
+    received_at: datetime
+    delivery_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: Outcome
+    event_id: int | None = None
+    handler_run_ids: list[int] = field(default_factory=list)
+
+
+def dedup_key(job: JobCallback) -> str:
+    """MX retries resend the same body: (guid, status, updated_at) names one status change."""
+    updated = job.updated_at.isoformat() if job.updated_at else ""
+    return hashlib.sha256(f"{job.guid}\x1f{job.status}\x1f{updated}".encode()).hexdigest()
+
+
+def ingest_job(
+    session: Session, delivery: JobDelivery, handlers_for: HandlersFor
+) -> IngestResult:
+    """Store the event, move the current state forward if it is newest, queue its handlers.
+
+    Call inside one transaction: the caller commits before answering MX.
+    """
+    event_id = _insert_event(session, delivery)
+    if event_id is None:
+        return IngestResult(Outcome.DUPLICATE)
+    if not _advance_current_state(session, delivery, event_id):
+        return IngestResult(Outcome.STALE, event_id)
+    handlers = handlers_for(delivery.job.status)
+    run_ids = queue_handler_runs(session, event_id, delivery.job.guid, handlers, delivery.received_at)
+    return IngestResult(Outcome.ACCEPTED, event_id, run_ids)
+
+
+def _insert_event(session: Session, delivery: JobDelivery) -> int | None:
+    job = delivery.job
+    # A unique key, not a read-then-write, so two racing copies of one delivery store one row.
+    statement = (
+        insert_for(session, JobEvent)
+        .values(
+            job_guid=job.guid,
+            status=job.status,
+            status_name=status_name(job.status, job.status_name),
+            updated_at=job.updated_at,
+            received_at=delivery.received_at,
+            dedup_key=dedup_key(job),
+            delivery_id=delivery.delivery_id,
+            payload=delivery.raw,
+        )
+        .on_conflict_do_nothing()
+        .returning(JobEvent.id)
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def _advance_current_state(session: Session, delivery: JobDelivery, event_id: int) -> bool:
+    """Upsert the job row only if this event is at least as new as the stored one."""
+    job = delivery.job
+    insert = insert_for(session, Job)
+    values = {
+        "guid": job.guid,
+        "member_guid": job.member_guid,
+        "user_guid": job.user_guid,
+        "institution_guid": job.institution_guid,
+        "status": job.status,
+        "status_name": status_name(job.status, job.status_name),
+        "is_authenticated": job.is_authenticated,
+        "error_message": job.error_message,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "updated_at": job.updated_at,
+        "finished_at": job.finished_at,
+        "current_event_id": event_id,
+        "received_at": delivery.received_at,
+        "first_received_at": delivery.received_at,
+    }
+    excluded = insert.excluded
+    changes: dict[str, Any] = {
+        name: excluded[name] for name in values if name not in ("guid", "first_received_at")
+    }
+    # A job never changes owner; a callback that omits an owner field must not erase it.
+    for owner in ("member_guid", "user_guid", "institution_guid", "created_at"):
+        changes[owner] = func.coalesce(excluded[owner], getattr(Job, owner))
+    newer_or_same = or_(
+        Job.updated_at.is_(None),
+        and_(excluded.updated_at.is_not(None), excluded.updated_at >= Job.updated_at),
+    )
+    statement = (
+        insert.values(**values)
+        .on_conflict_do_update(index_elements=[Job.guid], set_=changes, where=newer_or_same)
+        .returning(Job.guid)
+    )
+    return session.execute(statement).scalar_one_or_none() is not None
+
+
+def queue_handler_runs(
+    session: Session,
+    event_id: int,
+    job_guid: str,
+    handlers: Sequence[str],
+    now: datetime,
+) -> list[int]:
+    """The transactional outbox: runs are rows committed together with the event that owes them."""
+    if not handlers:
+        return []
+    rows = [
+        {
+            "event_id": event_id,
+            "job_guid": job_guid,
+            "handler": handler,
+            "state": "pending",
+            "attempts": 0,
+            "due_at": now,
+            "idempotency_key": f"msg_{uuid.uuid4().hex}",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for handler in handlers
+    ]
+    statement = (
+        insert_for(session, HandlerRun)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(HandlerRun.id)
+    )
+    return list(session.execute(statement).scalars())
+
+
+@dataclass(frozen=True)
+class Rejection:
+    endpoint: str
+    status_code: int
+    reason: str
+    details: list[dict[str, str]]
+    content_type: str | None
+    delivery_id: str | None
+    body: bytes
+    body_truncated: bool
+    received_at: datetime
+
+
+def quarantine(session: Session, rejection: Rejection) -> int:
+    """Keep an authenticated body we refused, so nothing MX sent is lost."""
+    row = RejectedDelivery(
+        endpoint=rejection.endpoint,
+        received_at=rejection.received_at,
+        status_code=rejection.status_code,
+        reason=rejection.reason,
+        details=rejection.details,
+        content_type=rejection.content_type,
+        delivery_id=rejection.delivery_id,
+        body=rejection.body,
+        body_truncated=rejection.body_truncated,
+    )
+    session.add(row)
+    session.flush()
+    return row.id

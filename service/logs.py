@@ -1,0 +1,65 @@
+"""Structured logs: one JSON object a line, with the request id; secrets never reach a record."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from flask import g, has_request_context
+
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_configured = False
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            entry["request_id"] = request_id
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if has_request_context() and not hasattr(record, "request_id"):
+            record.request_id = g.get("request_id")
+        return True
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Idempotent: gunicorn workers and the CLI both call it."""
+    global _configured
+    if _configured:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    _configured = True
+
+
+def request_id_from(header: str | None) -> str:
+    """Honour the caller's X-Request-ID when it is sane, so logs join up across services."""
+    if header and REQUEST_ID_PATTERN.match(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def log(logger: logging.Logger, message: str, level: int = logging.INFO, **fields: Any) -> None:
+    logger.log(level, message, extra={"fields": fields})

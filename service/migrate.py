@@ -1,0 +1,48 @@
+"""Alembic, driven from code: where the migrations live and how to move the schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+
+def migrations_directory() -> Path:
+    """The checkout's migrations/ (editable install) or the one in the working directory."""
+    candidates = (Path(__file__).resolve().parent.parent / "migrations", Path.cwd() / "migrations")
+    for candidate in candidates:
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError("migrations/ not found; run jobhooks from the project's directory")
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_directory()))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    command.downgrade(alembic_config(database_url), revision)
+
+
+def pending_revisions(engine: Engine, database_url: str) -> list[str]:
+    """Revisions in migrations/ that the database has not applied yet."""
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    with engine.connect() as connection:
+        applied = set(MigrationContext.configure(connection).get_current_heads())
+    pending = []
+    for revision in script.walk_revisions():
+        if revision.revision in applied:
+            break
+        pending.append(revision.revision)
+    return pending

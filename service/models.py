@@ -1,0 +1,117 @@
+"""Tables: jobs (current state), job_events (history), handler_runs (outbox), rejected_deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from service.db import BigId, JsonDocument, UTCDateTime
+
+GUID_LENGTH = 255
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobEvent(Base):
+    """One status change as MX reported it; the raw object is kept verbatim."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (
+        UniqueConstraint("dedup_key", name="uq_job_events_dedup_key"),
+        UniqueConstraint("delivery_id", name="uq_job_events_delivery_id"),
+        Index("ix_job_events_job_guid_updated_at", "job_guid", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_guid: Mapped[str] = mapped_column(String(GUID_LENGTH))
+    status: Mapped[int] = mapped_column(Integer)
+    status_name: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # sha256 of (guid, status, updated_at): MX resends the same body on retry.
+    dedup_key: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+
+
+class Job(Base):
+    """A job's current state: the fields of its event with the latest updated_at."""
+
+    __tablename__ = "jobs"
+
+    guid: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
+    member_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    user_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    institution_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    status: Mapped[int] = mapped_column(Integer)
+    status_name: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    is_authenticated: Mapped[bool | None] = mapped_column(Boolean)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    current_event_id: Mapped[int] = mapped_column(BigId, ForeignKey("job_events.id"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HandlerRun(Base):
+    """A handler owed to an event: written with the event, claimed and run by a worker."""
+
+    __tablename__ = "handler_runs"
+    __table_args__ = (
+        UniqueConstraint("event_id", "handler", name="uq_handler_runs_event_handler"),
+        UniqueConstraint("idempotency_key", name="uq_handler_runs_idempotency_key"),
+        Index("ix_handler_runs_state_due_at", "state", "due_at"),
+        Index("ix_handler_runs_job_guid", "job_guid"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("job_events.id"))
+    job_guid: Mapped[str] = mapped_column(String(GUID_LENGTH))
+    handler: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    locked_by: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(String(GUID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # first claimed by a worker
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RejectedDelivery(Base):
+    """An authenticated body we could not accept, kept so an operator can fix and replay it."""
+
+    __tablename__ = "rejected_deliveries"
+    __table_args__ = (Index("ix_rejected_deliveries_received_at", "received_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status_code: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(64))
+    details: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonDocument)
+    content_type: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    delivery_id: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    body_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,71 @@
+"""Reading and parsing a webhook body: size limit before parsing, strict JSON, nothing the database refuses."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import orjson
+
+from service.errors import FieldProblem, MalformedJson, ValidationFailed
+
+READ_CHUNK_BYTES = 16 * 1024
+MAX_NESTING = 64
+
+
+def read_limited(stream: IO[bytes], limit: int) -> tuple[bytes, bool]:
+    """Read at most `limit` bytes; the flag says whether the body went on past the limit."""
+    chunks: list[bytes] = []
+    remaining = limit + 1
+    while remaining > 0:
+        chunk = stream.read(min(READ_CHUNK_BYTES, remaining))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    body = b"".join(chunks)
+    return body[:limit], len(body) > limit
+
+
+def is_json_content_type(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def parse_json(body: bytes) -> Any:
+    """orjson refuses NaN, lone surrogates and invalid UTF-8; we also bound nesting and NULs."""
+    if not body.strip():
+        raise MalformedJson("the body is empty")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise MalformedJson(str(error).split(":", 1)[0]) from None
+    _check_storable(document)
+    return document
+
+
+def _check_storable(document: Any) -> None:
+    """Walk without recursion: a deeply nested body must not be able to exhaust the stack."""
+    pending: list[tuple[Any, str, int]] = [(document, "", 1)]
+    while pending:
+        value, path, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise MalformedJson(f"nesting is deeper than {MAX_NESTING} levels")
+        if isinstance(value, str):
+            _refuse_nul(value, path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else key
+                _refuse_nul(key, child)
+                pending.append((item, child, depth + 1))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                pending.append((item, f"{path}.{index}" if path else str(index), depth + 1))
+
+
+def _refuse_nul(text: str, path: str) -> None:
+    # PostgreSQL text and jsonb cannot hold U+0000, so such a body could never be stored.
+    if "\x00" in text:
+        shown = path.replace("\x00", "\\u0000")
+        raise ValidationFailed([FieldProblem(shown, "contains a NUL (\\u0000) character")])

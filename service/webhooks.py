@@ -1,0 +1,146 @@
+"""Blueprint for MX's POSTs: authenticate, read, validate, ingest, answer 204 after the commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, request
+from sqlalchemy.orm import Session
+
+from service.auth import (
+    BASIC_CHALLENGE,
+    basic_auth_matches,
+    has_signature_headers,
+    signature_matches,
+)
+from service.config import Settings
+from service.context import current_state
+from service.db import transaction
+from service.errors import (
+    ApiError,
+    FieldProblem,
+    PayloadTooLarge,
+    RejectedBody,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from service.ingest import IngestResult, JobDelivery, Rejection, ingest_job, quarantine
+from service.logs import log
+from service.models import GUID_LENGTH
+from service.payload import is_json_content_type, parse_json, read_limited
+from service.schemas import validate_job
+
+bp = Blueprint("webhooks", __name__)
+logger = logging.getLogger("jobhooks.webhooks")
+
+Accept = Callable[[Session, Any, str | None, datetime], IngestResult]
+
+
+@bp.post("/webhooks/mx/jobs")
+def receive_job() -> Response:
+    return _receive("jobs", _accept_job)
+
+
+def _accept_job(
+    session: Session, document: Any, delivery_id: str | None, received_at: datetime
+) -> IngestResult:
+    job, raw = validate_job(document)
+    delivery = JobDelivery(job=job, raw=raw, received_at=received_at, delivery_id=delivery_id)
+    result = ingest_job(session, delivery, current_state().handlers_for)
+    log(
+        logger,
+        "job callback",
+        job_guid=job.guid,
+        member_guid=job.member_guid,
+        status=job.status,
+        outcome=result.outcome.value,
+        event_id=result.event_id,
+        handler_runs=len(result.handler_run_ids),
+    )
+    return result
+
+
+def _receive(endpoint: str, accept: Accept) -> Response:
+    state = current_state()
+    received_at = datetime.now(UTC)
+    body, too_large = _read_authenticated_body(state.settings)
+    delivery_id = request.headers.get("webhook-id") or None
+    try:
+        document = _checked_document(body, too_large, delivery_id, state.settings)
+        with transaction(state.sessions) as session:
+            accept(session, document, delivery_id, received_at)
+    except RejectedBody as rejection:
+        _quarantine(endpoint, rejection, body, too_large, delivery_id, received_at)
+        raise
+    return Response(status=204)
+
+
+def _read_authenticated_body(settings: Settings) -> tuple[bytes, bool]:
+    """Authenticate before parsing anything; a signature needs the body, Basic does not."""
+    limit = settings.max_body_bytes
+    if basic_auth_matches(request.headers.get("Authorization"), settings.basic_auth) or (
+        settings.allow_unauthenticated and not settings.has_ingest_credentials
+    ):
+        return read_limited(request.stream, limit)
+    if settings.signing_secrets and has_signature_headers(request.headers):
+        body, too_large = read_limited(request.stream, limit)
+        if too_large:
+            # Too big to verify: refuse without quarantining bytes nobody vouched for.
+            raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+        if signature_matches(body, request.headers, settings.signing_secrets):
+            return body, too_large
+    challenge = BASIC_CHALLENGE if settings.basic_auth else None
+    raise Unauthorized("valid webhook credentials are required", challenge)
+
+
+def _checked_document(
+    body: bytes, too_large: bool, delivery_id: str | None, settings: Settings
+) -> Any:
+    if too_large:
+        raise PayloadTooLarge(settings.max_body_bytes)
+    content_type = request.headers.get("Content-Type", "")
+    if not is_json_content_type(content_type):
+        raise UnsupportedMediaType(content_type)
+    if delivery_id is not None and len(delivery_id) > GUID_LENGTH:
+        raise ValidationFailed(
+            [FieldProblem("webhook-id", f"header is longer than {GUID_LENGTH} characters")]
+        )
+    return parse_json(body)
+
+
+def _quarantine(
+    endpoint: str,
+    rejection: RejectedBody,
+    body: bytes,
+    too_large: bool,
+    delivery_id: str | None,
+    received_at: datetime,
+) -> None:
+    state = current_state()
+    rejected = Rejection(
+        endpoint=endpoint,
+        status_code=rejection.status,
+        reason=rejection.code,
+        details=[problem.as_dict() for problem in rejection.details],
+        content_type=request.headers.get("Content-Type", "")[:GUID_LENGTH] or None,
+        delivery_id=delivery_id[:GUID_LENGTH] if delivery_id else None,
+        body=body,
+        body_truncated=too_large,
+        received_at=received_at,
+    )
+    with transaction(state.sessions) as session:
+        rejected_id = quarantine(session, rejected)
+    log(
+        logger,
+        "callback quarantined",
+        level=logging.WARNING,
+        endpoint=endpoint,
+        reason=rejection.code,
+        status_code=rejection.status,
+        rejected_delivery_id=rejected_id,
+    )
+

@@ -1,0 +1,177 @@
+"""Fixtures: every database test runs on a real SQLite file and on a real PostgreSQL.
+
+PostgreSQL comes from TEST_DATABASE_URL. Without it the PostgreSQL half is skipped locally, but under
+CI (CI=true) a missing or unreachable PostgreSQL fails the run instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import Engine
+
+from service import migrate
+from service.app import create_app
+from service.config import Settings
+from service.context import EXTENSION_KEY, AppState
+from service.models import Base
+
+BASIC_USER = "mx"
+BASIC_PASSWORD = "mx-test-password"
+API_TOKEN = "test-api-token"
+SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _postgres_unavailable(reason: str) -> None:
+    if UNDER_CI:
+        pytest.fail(f"PostgreSQL is required under CI: {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL tests skipped: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if not url:
+        _postgres_unavailable("TEST_DATABASE_URL is not set")
+    url = Settings.from_env({"DATABASE_URL": url}).database_url
+    engine = create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.begin() as connection:
+            # Start from an empty schema so migrations are exercised from scratch each run.
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(text(f'DROP TABLE IF EXISTS "{table.name}" CASCADE'))
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    except Exception as error:  # any connection failure is reported the same way
+        _postgres_unavailable(f"cannot connect: {type(error).__name__}: {error}")
+    finally:
+        engine.dispose()
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "jobhooks.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _truncate_all(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            existing = set(inspect(connection).get_table_names())
+            names = ", ".join(
+                f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name in existing
+            )
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database of each kind, private to the test."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "jobhooks.db"
+        shutil.copyfile(template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        basic_auth=((BASIC_USER, BASIC_PASSWORD), ("mx-old", "rotated-out-soon")),
+        signing_secrets=(SIGNING_SECRET,),
+        api_tokens=(API_TOKEN, "second-token"),
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    yield app
+    app_state(app).engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def app_state(app: Flask) -> AppState:
+    state: AppState = app.extensions[EXTENSION_KEY]
+    return state
+
+
+@pytest.fixture
+def engine(app: Flask) -> Engine:
+    return app_state(app).engine
+
+
+def basic_header(user: str = BASIC_USER, password: str = BASIC_PASSWORD) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def bearer_header(token: str = API_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def ingest_headers() -> dict[str, str]:
+    return basic_header()
+
+
+@pytest.fixture
+def api_headers() -> dict[str, str]:
+    return bearer_header()
+
+
+def job_body(**overrides: Any) -> dict[str, Any]:
+    """A job object shaped like MX's aggregation-job callback."""
+    body: dict[str, Any] = {
+        "guid": "JOB-6f1c2e0a-4d6b-4c1e-9b7a-1a2b3c4d5e6f",
+        "member_guid": "MBR-7c6f361b-e582-15b6-60c0-358f12466b4b",
+        "user_guid": "USR-fa7537f3-48aa-a683-a02a-b18940482f54",
+        "institution_guid": "INS-1572a04c-912b-59bf-5841-332c7dfafaef",
+        "status": 6,
+        "status_name": "COMPLETED",
+        "is_authenticated": True,
+        "error_message": None,
+        "created_at": "2026-11-25T10:00:00+00:00",
+        "started_at": "2026-11-25T10:00:01+00:00",
+        "updated_at": "2026-11-25T10:00:30+00:00",
+        "finished_at": "2026-11-25T10:00:30+00:00",
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def post_job(client: FlaskClient, ingest_headers: dict[str, str]) -> Callable[..., Any]:
+    """Post a job (wrapped as MX does by default) and return the response."""
+
+    def post(body: dict[str, Any] | None = None, *, wrap: bool = True, **overrides: Any) -> Any:
+        job = body if body is not None else job_body(**overrides)
+        return client.post(
+            "/webhooks/mx/jobs", json={"job": job} if wrap else job, headers=ingest_headers
+        )
+
+    return post
