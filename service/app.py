@@ -7,15 +7,17 @@ import logging
 from flask import Flask, Response, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service import api, health, webhooks
+from service import admin, api, docs, health, token_endpoint, webhooks
 from service.config import Settings
 from service.context import EXTENSION_KEY, AppState
 from service.db import make_engine, make_session_factory
 from service.errors import ApiError, ServiceUnavailable
+from service.guard import install_failed_auth_limiter
+from service.handlers.registry import handler_plan
 from service.logs import configure_logging, log, request_id_from
 from service.responses import json_response
-from service.statuses import default_handlers
 
 logger = logging.getLogger("jobhooks.app")
 
@@ -24,17 +26,24 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging()
     settings = settings or Settings.from_env()
     settings.require_ingest_credentials()
+    plan = handler_plan(settings)
     engine = make_engine(settings.database_url)
     app = Flask(__name__)
     app.extensions[EXTENSION_KEY] = AppState(
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
-        handlers_for=default_handlers,
+        handlers_for=plan,
     )
-    for blueprint in (webhooks.bp, api.bp, health.bp):
+    for blueprint in (webhooks.bp, token_endpoint.bp, api.bp, admin.bp, health.bp, docs.bp):
         app.register_blueprint(blueprint)
     _register_request_id(app)
+    install_failed_auth_limiter(
+        app, settings.auth_failure_limit, settings.auth_failure_window_seconds
+    )
+    if settings.trusted_proxy_count:
+        proxies = settings.trusted_proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     _register_error_handlers(app)
     return app
 

@@ -31,13 +31,31 @@ def _scheme_value(header: str | None, scheme: str) -> str | None:
     return value.strip()
 
 
-def basic_auth_matches(header: str | None, pairs: Sequence[tuple[str, str]]) -> bool:
+def _basic_bytes(header: str | None) -> bytes | None:
     encoded = _scheme_value(header, "Basic")
-    if encoded is None or not pairs:
-        return False
+    if encoded is None:
+        return None
     try:
-        decoded = base64.b64decode(encoded, validate=True)
+        return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
+        return None
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """The (user, password) of a Basic header, or None when it is absent or malformed."""
+    decoded = _basic_bytes(header)
+    if decoded is None:
+        return None
+    try:
+        user, sep, password = decoded.decode("utf-8").partition(":")
+    except UnicodeDecodeError:
+        return None
+    return (user, password) if sep else None
+
+
+def basic_auth_matches(header: str | None, pairs: Sequence[tuple[str, str]]) -> bool:
+    decoded = _basic_bytes(header)
+    if decoded is None or not pairs:
         return False
     return _equals_any(decoded, (f"{user}:{password}".encode() for user, password in pairs))
 

@@ -48,6 +48,34 @@ def worker() -> None:
     run_worker(Settings.from_env())
 
 
+@cli.command()
+@click.option("--older-than", "older_than", required=True, help="age such as 90d, 12h or 30m")
+def purge(older_than: str) -> None:
+    """Remove raw payloads and quarantined bodies older than an age; keep the compact history."""
+    from datetime import UTC, datetime
+
+    from service.db import make_engine, make_session_factory, transaction
+    from service.retention import parse_age
+    from service.retention import purge as purge_older
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--older-than") from None
+    cutoff = datetime.now(UTC) - age
+    engine = make_engine(Settings.from_env().database_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            result = purge_older(session, cutoff)
+    finally:
+        engine.dispose()
+    click.echo(
+        f"purged before {cutoff.isoformat()}: {result.payloads_removed} event payloads, "
+        f"{result.quarantined_bodies_removed} quarantined bodies, "
+        f"{result.auth_failure_windows_removed} rate-limit windows"
+    )
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from service.statuses import STATUS_CODES_BY_NAME
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/jobhooks.db"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+# Status code -> handler names; only the statuses HANDLERS lists, the rest keep the built-in table.
+HandlerPlan = tuple[tuple[int, tuple[str, ...]], ...]
+MIN_SECRET_KEY_LENGTH = 32
 
 
 class ConfigError(ValueError):
@@ -21,6 +33,11 @@ class ConfigError(ValueError):
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     basic_auth: tuple[tuple[str, str], ...] = ()
+    oauth_clients: tuple[tuple[str, str], ...] = ()
+    oauth_token_ttl_seconds: int = 3600
+    auth_failure_limit: int = 30
+    auth_failure_window_seconds: int = 60
+    trusted_proxy_count: int = 0
     signing_secrets: tuple[str, ...] = ()
     api_tokens: tuple[str, ...] = ()
     notify_url: str | None = None
@@ -33,18 +50,34 @@ class Settings:
     handler_lease_seconds: float = 60.0
     handler_timeout_seconds: float = 10.0
     worker_poll_seconds: float = 0.5
+    handler_plan: HandlerPlan = ()
+    secret_key_setting: str | None = field(default=None, repr=False)
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def secret_key(self) -> bytes:
+        """SECRET_KEY when set; otherwise derived from the credentials every web process shares."""
+        if self.secret_key_setting is not None:
+            return self.secret_key_setting.encode()
+        return derive_secret_key(self.api_tokens, self.basic_auth)
 
     @property
     def has_ingest_credentials(self) -> bool:
-        return bool(self.basic_auth or self.signing_secrets)
+        return bool(self.basic_auth or self.signing_secrets or self.oauth_clients)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
             database_url=_database_url(env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL),
-            basic_auth=_basic_pairs(env.get("WEBHOOK_BASIC_AUTH", "")),
+            basic_auth=_credential_pairs("WEBHOOK_BASIC_AUTH", env.get("WEBHOOK_BASIC_AUTH", "")),
+            oauth_clients=_credential_pairs(
+                "WEBHOOK_OAUTH_CLIENTS", env.get("WEBHOOK_OAUTH_CLIENTS", "")
+            ),
+            oauth_token_ttl_seconds=_positive_int("WEBHOOK_OAUTH_TOKEN_TTL_SECONDS", env, 3600),
+            auth_failure_limit=_positive_int("AUTH_FAILURE_LIMIT", env, 30),
+            auth_failure_window_seconds=_positive_int("AUTH_FAILURE_WINDOW_SECONDS", env, 60),
+            trusted_proxy_count=_non_negative_int("TRUSTED_PROXY_COUNT", env),
             signing_secrets=_signing_secrets(env.get("WEBHOOK_SIGNING_SECRETS", "")),
             api_tokens=_comma_list("API_TOKENS", env.get("API_TOKENS", "")),
             notify_url=_optional_url("NOTIFY_URL", env.get("NOTIFY_URL")),
@@ -57,6 +90,8 @@ class Settings:
             handler_lease_seconds=_positive_float("HANDLER_LEASE_SECONDS", env, 60.0),
             handler_timeout_seconds=_positive_float("HANDLER_TIMEOUT_SECONDS", env, 10.0),
             worker_poll_seconds=_positive_float("WORKER_POLL_SECONDS", env, 0.5),
+            handler_plan=_handler_plan(env.get("HANDLERS", "")),
+            secret_key_setting=_optional_secret_key(env.get("SECRET_KEY")),
             extra={k: v for k, v in env.items() if k.startswith("JOBHOOKS_")},
         )
 
@@ -64,31 +99,92 @@ class Settings:
         """Refuse to serve an open webhook URL unless the operator asked for it explicitly."""
         if not self.has_ingest_credentials and not self.allow_unauthenticated:
             raise ConfigError(
-                "no ingest credentials: set WEBHOOK_BASIC_AUTH or WEBHOOK_SIGNING_SECRETS "
+                "no ingest credentials: set WEBHOOK_BASIC_AUTH, WEBHOOK_OAUTH_CLIENTS or "
+                "WEBHOOK_SIGNING_SECRETS "
                 "(or JOBHOOKS_ALLOW_UNAUTHENTICATED=1 for local development only)"
             )
+
+
+@lru_cache(maxsize=8)
+def derive_secret_key(
+    api_tokens: tuple[str, ...], basic_auth: tuple[tuple[str, str], ...]
+) -> bytes:
+    """A stable key from the configured credentials, so processes agree without sharing memory.
+
+    scrypt, not a plain hash: values signed with this key (cursors) must not become an offline
+    oracle for guessing a weak token. Sorted, so the order the tokens are listed in does not matter.
+    Rotating a token changes the key; set SECRET_KEY to keep signed values valid across rotations.
+    """
+    material = "\x1e".join(
+        sorted(f"token\x1f{token}" for token in api_tokens)
+        + sorted(f"basic\x1f{user}\x1f{password}" for user, password in basic_auth)
+    )
+    return hashlib.scrypt(
+        material.encode(), salt=b"jobhooks/secret-key/v1", n=2**14, r=8, p=1, dklen=32
+    )
+
+
+def _optional_secret_key(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    if len(raw.strip()) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(f"SECRET_KEY: must be at least {MIN_SECRET_KEY_LENGTH} characters long")
+    return raw.strip()
+
+
+def _handler_plan(raw: str) -> HandlerPlan:
+    """HANDLERS="CHALLENGED=mfa_prompt,my_handler;HALTED=alert;COMPLETED=" (names or codes).
+
+    Names are checked against the handler registry at start-up, not here: config knows no handlers.
+    """
+    plan: dict[int, tuple[str, ...]] = {}
+    for entry in (item.strip() for item in raw.split(";")):
+        if not entry:
+            continue
+        status, sep, names = entry.partition("=")
+        if not sep:
+            raise ConfigError(f"HANDLERS: {entry!r} must be STATUS=handler[,handler...]")
+        code = _status_code(status.strip())
+        if code in plan:
+            raise ConfigError(f"HANDLERS: status {status.strip()!r} is listed twice")
+        plan[code] = tuple(name.strip() for name in names.split(",") if name.strip())
+    return tuple(plan.items())
+
+
+def _status_code(status: str) -> int:
+    if status.isdigit():
+        return int(status)
+    code = STATUS_CODES_BY_NAME.get(status.upper())
+    if code is None:
+        known = ", ".join(STATUS_CODES_BY_NAME)
+        raise ConfigError(f"HANDLERS: unknown status {status!r} (use a code or one of {known})")
+    return code
 
 
 def _database_url(url: str) -> str:
     scheme = url.split(":", 1)[0]
     # PaaS add-ons hand out postgres:// URLs; SQLAlchemy needs the driver spelled out.
     if scheme in ("postgres", "postgresql"):
-        return "postgresql+psycopg:" + url.split(":", 1)[1]
-    if scheme not in ("sqlite", "postgresql+psycopg"):
+        url = "postgresql+psycopg:" + url.split(":", 1)[1]
+    elif scheme not in ("sqlite", "postgresql+psycopg"):
         raise ConfigError(
             f"DATABASE_URL: unsupported scheme {scheme!r} (use sqlite:/// or postgresql+psycopg://)"
         )
+    try:
+        port = make_url(url).port
+    except (ArgumentError, ValueError):
+        port = -1  # the parser's message may quote the password, so it is not repeated
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError("DATABASE_URL: malformed URL (check its form, host and port)")
     return url
 
 
-def _basic_pairs(raw: str) -> tuple[tuple[str, str], ...]:
+def _credential_pairs(name: str, raw: str) -> tuple[tuple[str, str], ...]:
     pairs = []
-    for item in _comma_list("WEBHOOK_BASIC_AUTH", raw):
+    for item in _comma_list(name, raw):
         user, sep, password = item.partition(":")
         if not sep or not user or not password:
-            raise ConfigError(
-                "WEBHOOK_BASIC_AUTH: each entry must be user:password (entries separated by ',')"
-            )
+            raise ConfigError(f"{name}: each entry must be id:secret (entries separated by ',')")
         pairs.append((user, password))
     return tuple(pairs)
 
@@ -127,7 +223,10 @@ def _comma_list(name: str, raw: str) -> tuple[str, ...]:
 def _optional_url(name: str, raw: str | None) -> str | None:
     if raw is None or not raw.strip():
         return None
-    parts = urlsplit(raw.strip())
+    try:
+        parts = urlsplit(raw.strip())
+    except ValueError:  # an unclosed IPv6 bracket, for one
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{name}: must be an http:// or https:// URL")
     return raw.strip()
@@ -146,6 +245,13 @@ def _positive_int(name: str, env: Mapping[str, str], default: int) -> int:
     return value
 
 
+def _non_negative_int(name: str, env: Mapping[str, str]) -> int:
+    raw = env.get(name, "").strip() or "0"
+    if not raw.isdigit():
+        raise ConfigError(f"{name}: must be a whole number >= 0, got {raw!r}")
+    return int(raw)
+
+
 def _positive_float(name: str, env: Mapping[str, str], default: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -154,6 +260,9 @@ def _positive_float(name: str, env: Mapping[str, str], default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}: must be a number, got {raw!r}") from None
+    # float() also reads "inf" and "nan", which no timer or backoff can use.
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}: must be a finite number, got {raw!r}")
     if not value > 0:
         raise ConfigError(f"{name}: must be greater than zero, got {raw}")
     return value

@@ -7,9 +7,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVarTuple, Unpack
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, create_engine, event
+import psycopg
+from psycopg import sql
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Integer,
+    Select,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +32,11 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 JsonDocument = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+LISTEN_CONNECT_TIMEOUT_SECONDS = 5
+# NOTIFYed when handler runs become due, so idle workers start them without waiting for a poll.
+HANDLER_RUNS_CHANNEL = "jobhooks_handler_runs"
+
+Columns = TypeVarTuple("Columns")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -98,3 +115,67 @@ def insert_for(session: Session, table: Any) -> Any:
 
 def is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def skip_locked(session: Session, candidates: Select[Unpack[Columns]]) -> Select[Unpack[Columns]]:
+    """Candidate rows a worker may claim without waiting for, or stealing from, another worker.
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers take disjoint rows. SQLite has one
+    writer at a time and an UPDATE takes the write lock before it reads, so the single conditional
+    UPDATE that embeds this select is already atomic there.
+    """
+    if is_postgresql(session):
+        return candidates.with_for_update(skip_locked=True)
+    return candidates
+
+
+def notify(session: Session, channel: str) -> None:
+    """Wake listeners when the transaction commits (PostgreSQL); SQLite workers poll instead."""
+    if is_postgresql(session):
+        session.execute(select(func.pg_notify(channel, "")))
+
+
+class ListenerLost(Exception):
+    """The LISTEN connection failed; the caller falls back to polling until it reconnects."""
+
+
+class ChannelListener:
+    """A dedicated autocommit connection LISTENing on one channel (PostgreSQL only)."""
+
+    def __init__(self, url: str, channel: str) -> None:
+        self._conninfo = (
+            make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        self._channel = channel
+        self._connection: psycopg.Connection[Any] | None = None
+
+    def wait(self, timeout: float) -> bool:
+        """True when a notification arrived within `timeout` seconds."""
+        try:
+            connection = self._connect()
+            for _ in connection.notifies(timeout=timeout, stop_after=1):
+                return True
+            return False
+        except psycopg.Error as error:
+            self.close()
+            raise ListenerLost(type(error).__name__) from error
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._connection is None:
+            connection = psycopg.connect(
+                self._conninfo, autocommit=True, connect_timeout=LISTEN_CONNECT_TIMEOUT_SECONDS
+            )
+            connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            self._connection = connection
+        return self._connection
+
+
+def listener_for(url: str, channel: str) -> ChannelListener | None:
+    if make_url(url).get_backend_name() == "postgresql":
+        return ChannelListener(url, channel)
+    return None

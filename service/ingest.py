@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_
 from sqlalchemy.orm import Session
 
-from service.db import insert_for
+from service.db import HANDLER_RUNS_CHANNEL, insert_for, notify
 from service.models import HandlerRun, Job, JobEvent, RejectedDelivery
 from service.schemas import JobCallback
 from service.statuses import status_name
@@ -156,7 +156,10 @@ def queue_handler_runs(
         .on_conflict_do_nothing()
         .returning(HandlerRun.id)
     )
-    return list(session.execute(statement).scalars())
+    run_ids = list(session.execute(statement).scalars())
+    if run_ids:
+        notify(session, HANDLER_RUNS_CHANNEL)
+    return run_ids
 
 
 @dataclass(frozen=True)

@@ -115,3 +115,13 @@ class RejectedDelivery(Base):
     body: Mapped[bytes | None] = mapped_column(LargeBinary)
     body_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuthFailure(Base):
+    """Failed authentications per client address and fixed time window (see ratelimit.py)."""
+
+    __tablename__ = "auth_failures"
+
+    client_address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.auth import (
     BASIC_CHALLENGE,
+    SIGNATURE_HEADERS,
     basic_auth_matches,
     has_signature_headers,
     signature_matches,
@@ -31,6 +32,7 @@ from service.errors import (
 from service.ingest import IngestResult, JobDelivery, Rejection, ingest_job, quarantine
 from service.logs import log
 from service.models import GUID_LENGTH
+from service.oauth import signing_key, token_is_valid
 from service.payload import is_json_content_type, parse_json, read_limited
 from service.schemas import validate_job
 
@@ -80,21 +82,34 @@ def _receive(endpoint: str, accept: Accept) -> Response:
 
 
 def _read_authenticated_body(settings: Settings) -> tuple[bytes, bool]:
-    """Authenticate before parsing anything; a signature needs the body, Basic does not."""
+    """Authenticate before parsing anything; a signature needs the body, the others do not."""
     limit = settings.max_body_bytes
-    if basic_auth_matches(request.headers.get("Authorization"), settings.basic_auth) or (
-        settings.allow_unauthenticated and not settings.has_ingest_credentials
-    ):
+    if _header_credentials_pass(request.headers.get("Authorization"), settings):
         return read_limited(request.stream, limit)
-    if settings.signing_secrets and has_signature_headers(request.headers):
+    signed_headers = {name: request.headers.get(name, "") for name in SIGNATURE_HEADERS}
+    if settings.signing_secrets and has_signature_headers(signed_headers):
         body, too_large = read_limited(request.stream, limit)
         if too_large:
             # Too big to verify: refuse without quarantining bytes nobody vouched for.
             raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
-        if signature_matches(body, request.headers, settings.signing_secrets):
+        if signature_matches(body, signed_headers, settings.signing_secrets):
             return body, too_large
     challenge = BASIC_CHALLENGE if settings.basic_auth else None
     raise Unauthorized("valid webhook credentials are required", challenge)
+
+
+def _header_credentials_pass(authorization: str | None, settings: Settings) -> bool:
+    """HTTP Basic, or a bearer token from our OAuth token endpoint, or an explicitly open dev setup."""
+    if basic_auth_matches(authorization, settings.basic_auth):
+        return True
+    if settings.oauth_clients and token_is_valid(
+        authorization,
+        settings.oauth_clients,
+        signing_key(settings.secret_key_setting, settings.oauth_clients),
+        settings.oauth_token_ttl_seconds,
+    ):
+        return True
+    return settings.allow_unauthenticated and not settings.has_ingest_credentials
 
 
 def _checked_document(

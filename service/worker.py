@@ -1,37 +1,236 @@
-"""The handler worker loop (claims and runs due handler runs)."""
+"""The worker: claim a due handler run, run it under a lease, record success, retry or death."""
 
 from __future__ import annotations
 
 import logging
+import os
+import random
 import signal
+import socket
 import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
 from types import FrameType
+from typing import Any
 
-from sqlalchemy import func, select
+import requests
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.db import make_engine, make_session_factory, transaction
+from service.db import (
+    HANDLER_RUNS_CHANNEL,
+    ChannelListener,
+    ListenerLost,
+    listener_for,
+    make_engine,
+    make_session_factory,
+    transaction,
+)
+from service.handlers.backoff import RetryPolicy
+from service.handlers.deliveries import Clock, utc_now
+from service.handlers.event import Handler, HandlerEvent
+from service.handlers.queue import (
+    claim_next,
+    handler_event,
+    mark_failed,
+    mark_succeeded,
+    release,
+    renew_lease,
+)
+from service.handlers.registry import handler_plan, load_handlers
 from service.logs import log
 from service.models import HandlerRun
 
 logger = logging.getLogger("jobhooks.worker")
 
+# After a database error the loop waits this long, doubling up to the cap, before trying again.
+DATABASE_RETRY_SECONDS = 1.0
+DATABASE_RETRY_CAP_SECONDS = 30.0
+
+
+def new_worker_id() -> str:
+    """Unique per process, readable in the table: which machine and process holds a lease."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Worker:
+    sessions: sessionmaker[Session]
+    handlers: Mapping[str, Handler]
+    policy: RetryPolicy
+    lease_seconds: float
+    worker_id: str = field(default_factory=new_worker_id)
+    clock: Clock = utc_now
+    random: Callable[[], float] = random.random
+
+    def run_once(self, stop: threading.Event | None = None) -> bool:
+        """Claim and run one due run; False when none was due."""
+        with transaction(self.sessions) as session:
+            run = claim_next(session, self.worker_id, self.clock(), self.lease_seconds)
+            if run is None:
+                return False
+            event = handler_event(session, run)
+        if stop is not None and stop.is_set():
+            # Shutting down between claim and start: hand it back instead of sitting on a lease.
+            with transaction(self.sessions) as session:
+                release(session, run.id, self.worker_id, self.clock())
+            log(logger, "handler run released", **_fields(run))
+            return True
+        log(logger, "handler run started", **_fields(run))
+        with self._lease(run.id):
+            error = self._execute(run, event)
+        self._record(run, error)
+        return True
+
+    def _execute(self, run: HandlerRun, event: HandlerEvent) -> str | None:
+        """Run the handler; its failure, whatever it is, becomes the run's error, not ours."""
+        handler = self.handlers.get(run.handler)
+        if handler is None:
+            return f"no handler named {run.handler!r} is registered"
+        try:
+            handler(event)
+        except Exception as error:  # user code may raise anything; all of it is a failed attempt
+            return f"{type(error).__name__}: {error}"
+        return None
+
+    def _record(self, run: HandlerRun, error: str | None) -> None:
+        now = self.clock()
+        with transaction(self.sessions) as session:
+            if error is None:
+                kept = mark_succeeded(session, run.id, self.worker_id, now)
+                outcome, delay = "succeeded", None
+            else:
+                delay = self.policy.delay(run.attempts, self.random)
+                retry_at = None if delay is None else now + timedelta(seconds=delay)
+                kept = mark_failed(session, run.id, self.worker_id, now, error, retry_at)
+                outcome = "dead" if delay is None else "retry scheduled"
+        if not kept:
+            # Our lease ran out and another worker took the run; its outcome is the one that counts.
+            log(logger, "handler run lease lost", logging.WARNING, **_fields(run))
+            return
+        level = logging.INFO if error is None else logging.WARNING
+        log(
+            logger,
+            f"handler run {outcome}",
+            level,
+            error=error,
+            retry_in_seconds=delay,
+            **_fields(run),
+        )
+
+    @contextmanager
+    def _lease(self, run_id: int) -> Iterator[None]:
+        """Keep extending the lease while the handler runs, so only a dead worker loses it."""
+        done = threading.Event()
+
+        def keep() -> None:
+            while not done.wait(self.lease_seconds / 3):
+                until = self.clock() + timedelta(seconds=self.lease_seconds)
+                try:
+                    with transaction(self.sessions) as session:
+                        renew_lease(session, run_id, self.worker_id, until)
+                except SQLAlchemyError as error:
+                    # The next renewal may succeed; if none does, the lease expires as designed.
+                    log(logger, "lease renewal failed", logging.WARNING, error=type(error).__name__)
+
+        keeper = threading.Thread(target=keep, name=f"lease-{run_id}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
+
+
+def _fields(run: HandlerRun) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "handler": run.handler,
+        "job_guid": run.job_guid,
+        "attempt": run.attempts,
+        "idempotency_key": run.idempotency_key,
+    }
+
+
+def serve(
+    worker: Worker, stop: threading.Event, wait_for_work: Callable[[float], None], poll: float
+) -> None:
+    """Run due work until `stop`; when idle, wait for a wake-up or the poll interval."""
+    backoff = DATABASE_RETRY_SECONDS
+    while not stop.is_set():
+        try:
+            worked = worker.run_once(stop)
+        except SQLAlchemyError as error:
+            # The database is away: nothing is lost (runs are rows), so wait and try again.
+            log(
+                logger,
+                "database unavailable",
+                logging.ERROR,
+                error=type(error).__name__,
+                retry_in_seconds=backoff,
+            )
+            stop.wait(backoff)
+            backoff = min(backoff * 2, DATABASE_RETRY_CAP_SECONDS)
+            continue
+        backoff = DATABASE_RETRY_SECONDS
+        if not worked:
+            wait_for_work(poll)
+
+
+def waiter(listener: ChannelListener | None, stop: threading.Event) -> Callable[[float], None]:
+    """PostgreSQL: wake on NOTIFY from the committing transaction; otherwise (or if lost) poll."""
+
+    def wait(timeout: float) -> None:
+        if listener is None or stop.is_set():
+            stop.wait(timeout)
+            return
+        try:
+            listener.wait(timeout)
+        except ListenerLost as error:
+            log(logger, "listen connection lost; polling", logging.WARNING, error=str(error))
+            stop.wait(timeout)
+
+    return wait
+
 
 def run_worker(settings: Settings) -> None:
+    # Refuse to start on a plan naming an unknown handler, exactly as the web process does.
+    handler_plan(settings)
+    http = requests.Session()
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log(logger, "worker stopping", signal=signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    sessions = make_session_factory(make_engine(settings.database_url, pool_size=1))
-    log(logger, "worker started")
-    while not stop.is_set():
-        with transaction(sessions) as session:
-            pending = session.scalar(
-                select(func.count()).select_from(HandlerRun).where(HandlerRun.state == "pending")
-            )
-        log(logger, "handler runs waiting", pending=pending)
-        stop.wait(30)
-    log(logger, "worker stopped")
+    engine = make_engine(settings.database_url, pool_size=2)
+    worker = Worker(
+        sessions=make_session_factory(engine),
+        handlers=load_handlers(settings, http),
+        policy=RetryPolicy(settings.handler_retry_base_seconds, settings.handler_max_attempts),
+        lease_seconds=settings.handler_lease_seconds,
+    )
+    listener = listener_for(settings.database_url, HANDLER_RUNS_CHANNEL)
+    log(
+        logger,
+        "worker started",
+        worker_id=worker.worker_id,
+        handlers=sorted(worker.handlers),
+        database=engine.dialect.name,
+        wake_up="listen" if listener else "poll",
+        poll_seconds=settings.worker_poll_seconds,
+    )
+    try:
+        serve(worker, stop, waiter(listener, stop), settings.worker_poll_seconds)
+    finally:
+        if listener is not None:
+            listener.close()
+        http.close()
+        engine.dispose()
+    log(logger, "worker stopped", worker_id=worker.worker_id)

@@ -1,0 +1,1 @@
+"""jobhooks: receiver for MX aggregation-job webhooks."""

@@ -1,0 +1,50 @@
+"""Retention: drop raw payloads and quarantined bodies past an age, keep the compact history."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import null, update
+from sqlalchemy.orm import Session
+
+from service.models import JobEvent, RejectedDelivery
+from service.ratelimit import purge_auth_failures
+
+AGE_PATTERN = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
+AGE_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_age(text: str) -> timedelta:
+    """'90d', '12h' or '30m'."""
+    match = AGE_PATTERN.match(text)
+    if not match:
+        raise ValueError(f"age must look like 90d, 12h or 30m, got {text!r}")
+    amount, unit = int(match.group(1)), match.group(2)
+    return timedelta(**{AGE_UNITS[unit]: amount})
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    payloads_removed: int
+    quarantined_bodies_removed: int
+    auth_failure_windows_removed: int
+
+
+def purge(session: Session, cutoff: datetime) -> PurgeResult:
+    payloads = session.execute(
+        update(JobEvent)
+        .where(JobEvent.received_at < cutoff, JobEvent.payload.is_not(None))
+        .values(payload=null())
+    )
+    bodies = session.execute(
+        update(RejectedDelivery)
+        .where(RejectedDelivery.received_at < cutoff, RejectedDelivery.body.is_not(None))
+        .values(body=None)
+    )
+    return PurgeResult(
+        payloads_removed=int(getattr(payloads, "rowcount", 0) or 0),
+        quarantined_bodies_removed=int(getattr(bodies, "rowcount", 0) or 0),
+        auth_failure_windows_removed=purge_auth_failures(session, cutoff),
+    )

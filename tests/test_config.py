@@ -1,0 +1,189 @@
+"""Settings come from the environment once; a malformed one stops start-up with one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import app_state, basic_header, job_body
+from flask.testing import FlaskClient
+
+from service.app import create_app
+from service.config import DEFAULT_DATABASE_URL, DEFAULT_MAX_BODY_BYTES, ConfigError, Settings
+
+JOBHOOKS = Path(sys.executable).parent / "jobhooks"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_empty_environment_gives_the_documented_defaults() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.max_body_bytes == DEFAULT_MAX_BODY_BYTES == 64 * 1024
+    assert settings.basic_auth == () and settings.api_tokens == ()
+    assert settings.allow_unauthenticated is False
+    assert settings.has_ingest_credentials is False
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@db:5432/jobs", "postgresql+psycopg://u:p@db:5432/jobs"),
+        ("postgresql://u@db/jobs", "postgresql+psycopg://u@db/jobs"),
+        ("postgresql+psycopg://u@db/jobs", "postgresql+psycopg://u@db/jobs"),
+        ("sqlite:////var/lib/jobhooks.db", "sqlite:////var/lib/jobhooks.db"),
+        ("  ", DEFAULT_DATABASE_URL),
+    ],
+)
+def test_database_url_gets_the_psycopg_driver_spelled_out(given: str, expected: str) -> None:
+    assert Settings.from_env({"DATABASE_URL": given}).database_url == expected
+
+
+def test_several_basic_pairs_are_read_for_rotation() -> None:
+    settings = Settings.from_env({"WEBHOOK_BASIC_AUTH": "mx:new-secret, mx-old:old:colon"})
+
+    assert settings.basic_auth == (("mx", "new-secret"), ("mx-old", "old:colon"))
+    assert settings.has_ingest_credentials is True
+
+
+def test_api_tokens_are_a_comma_list() -> None:
+    assert Settings.from_env({"API_TOKENS": "one, two ,three"}).api_tokens == (
+        "one",
+        "two",
+        "three",
+    )
+
+
+def test_numbers_and_flags_are_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            "MAX_BODY_BYTES": "1024",
+            "HANDLER_RETRY_BASE_SECONDS": "0.25",
+            "JOBHOOKS_ALLOW_UNAUTHENTICATED": "1",
+            "NOTIFY_URL": "https://product.example/notify",
+        }
+    )
+
+    assert settings.max_body_bytes == 1024
+    assert settings.handler_retry_base_seconds == 0.25
+    assert settings.allow_unauthenticated is True
+    assert settings.notify_url == "https://product.example/notify"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "mysql://u@db/jobs"),
+        ("DATABASE_URL", "not a url"),
+        ("DATABASE_URL", "postgresql://u@db:notaport/jobs"),
+        ("DATABASE_URL", "postgresql://u@[::1/jobs"),
+        ("DATABASE_URL", "postgresql://u@db:70000/jobs"),
+        ("DATABASE_URL", "sqlite:relative.db"),
+        ("WEBHOOK_BASIC_AUTH", "mx"),
+        ("WEBHOOK_BASIC_AUTH", "mx:"),
+        ("WEBHOOK_BASIC_AUTH", ":secret"),
+        ("WEBHOOK_BASIC_AUTH", " , "),
+        ("WEBHOOK_SIGNING_SECRETS", "plain-secret"),
+        ("WEBHOOK_SIGNING_SECRETS", "whsec_"),
+        ("API_TOKENS", ","),
+        ("NOTIFY_URL", "ftp://files.example/x"),
+        ("NOTIFY_URL", "http://"),
+        ("ALERT_URL", "http://[::1"),
+        ("MAX_BODY_BYTES", "64k"),
+        ("MAX_BODY_BYTES", "0"),
+        ("MAX_BODY_BYTES", "-5"),
+        ("HANDLER_MAX_ATTEMPTS", "2.5"),
+        ("HANDLER_RETRY_BASE_SECONDS", "soon"),
+        ("HANDLER_RETRY_BASE_SECONDS", "0"),
+        ("HANDLER_RETRY_BASE_SECONDS", "nan"),
+        ("HANDLER_RETRY_BASE_SECONDS", "inf"),
+        ("WORKER_POLL_SECONDS", "1e400"),
+        ("JOBHOOKS_ALLOW_UNAUTHENTICATED", "maybe"),
+    ],
+)
+def test_malformed_setting_raises_one_line_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({variable: value})
+
+    message = str(raised.value)
+    assert message.startswith(f"{variable}:")
+    assert "\n" not in message
+
+
+def test_no_ingest_credentials_refuses_to_start() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "sqlite:///unused.db", "API_TOKENS": "t"})
+
+    with pytest.raises(ConfigError) as raised:
+        create_app(settings)
+
+    assert "\n" not in str(raised.value)
+    assert "JOBHOOKS_ALLOW_UNAUTHENTICATED" in str(raised.value)
+
+
+def test_allow_unauthenticated_opens_the_webhook_only_without_credentials(
+    database_url: str,
+) -> None:
+    open_settings = Settings.from_env(
+        {"DATABASE_URL": database_url, "JOBHOOKS_ALLOW_UNAUTHENTICATED": "1"}
+    )
+    closed_settings = Settings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "JOBHOOKS_ALLOW_UNAUTHENTICATED": "1",
+            "WEBHOOK_BASIC_AUTH": "mx:secret",
+        }
+    )
+
+    for settings, expected in ((open_settings, 204), (closed_settings, 401)):
+        app = create_app(settings)
+        try:
+            client: FlaskClient = app.test_client()
+            response = client.post("/webhooks/mx/jobs", json={"job": job_body()})
+            assert response.status_code == expected
+        finally:
+            app_state(app).engine.dispose()
+
+
+def test_configured_app_refuses_wrong_credentials_even_with_allow_flag(
+    database_url: str,
+) -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "JOBHOOKS_ALLOW_UNAUTHENTICATED": "1",
+            "WEBHOOK_BASIC_AUTH": "mx:secret",
+        }
+    )
+    app = create_app(settings)
+    try:
+        response = app.test_client().post(
+            "/webhooks/mx/jobs", json={"job": job_body()}, headers=basic_header("mx", "nope")
+        )
+        assert response.status_code == 401
+    finally:
+        app_state(app).engine.dispose()
+
+
+def test_command_line_reports_a_malformed_setting_in_one_line(tmp_path: Path) -> None:
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": "mysql://u@db/jobs",
+        "HOME": str(tmp_path),
+    }
+
+    finished = subprocess.run(
+        [str(JOBHOOKS), "db", "upgrade"],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert finished.returncode != 0
+    assert "Traceback" not in finished.stderr
+    error_lines = [line for line in finished.stderr.splitlines() if "DATABASE_URL" in line]
+    assert len(error_lines) == 1

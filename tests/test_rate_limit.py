@@ -1,0 +1,100 @@
+"""Failed authentications are limited per client address, with one count shared by every process."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+from conftest import basic_header, bearer_header, job_body
+from db_rows import rows
+from flask import Flask
+from sqlalchemy.engine import Engine
+
+from service.app import create_app
+from service.config import Settings
+from service.context import EXTENSION_KEY
+from service.models import AuthFailure
+
+LIMIT = 3
+
+
+@pytest.fixture
+def limited_settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, auth_failure_limit=LIMIT, auth_failure_window_seconds=60)
+
+
+@pytest.fixture
+def two_processes(limited_settings: Settings) -> Iterator[tuple[Flask, Flask]]:
+    """Two apps on one database: as two gunicorn workers or two machines would be."""
+    first, second = create_app(limited_settings), create_app(limited_settings)
+    yield first, second
+    for app in (first, second):
+        app.extensions[EXTENSION_KEY].engine.dispose()
+
+
+def post(app: Flask, headers: dict[str, str]) -> int:
+    response = app.test_client().post(
+        "/webhooks/mx/jobs", json={"job": job_body()}, headers=headers
+    )
+    return response.status_code
+
+
+WRONG = basic_header("mx", "guess")
+
+
+def test_address_is_refused_with_429_after_too_many_failures(
+    two_processes: tuple[Flask, Flask],
+) -> None:
+    app, _ = two_processes
+    statuses = [post(app, WRONG) for _ in range(LIMIT + 2)]
+
+    assert statuses[: LIMIT + 1] == [401] * (LIMIT + 1)
+    assert statuses[LIMIT + 1] == 429
+
+
+def test_blocked_address_is_refused_even_with_the_right_password(
+    two_processes: tuple[Flask, Flask],
+) -> None:
+    app, _ = two_processes
+    for _ in range(LIMIT + 1):
+        post(app, WRONG)
+
+    response = app.test_client().post(
+        "/webhooks/mx/jobs", json={"job": job_body()}, headers=basic_header()
+    )
+
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.get_json()["error"] == "too_many_failed_authentications"
+
+
+def test_failures_are_counted_across_processes(
+    two_processes: tuple[Flask, Flask], engine: Engine
+) -> None:
+    first, second = two_processes
+    for _ in range(LIMIT):
+        assert post(first, WRONG) == 401
+    # The second process has seen no failure itself, but the shared count is already at the limit.
+    assert post(second, WRONG) == 401
+    assert post(second, basic_header()) == 429
+    assert sum(row.failures for row in rows(engine, AuthFailure)) == LIMIT + 1
+
+
+def test_failed_api_tokens_count_too(two_processes: tuple[Flask, Flask]) -> None:
+    app, _ = two_processes
+    client = app.test_client()
+    for _ in range(LIMIT + 1):
+        assert client.get("/jobs/JOB-1", headers=bearer_header("wrong")).status_code == 401
+
+    assert client.get("/jobs/JOB-1", headers=bearer_header()).status_code == 429
+
+
+def test_successful_requests_write_no_counters(
+    two_processes: tuple[Flask, Flask], engine: Engine
+) -> None:
+    app, _ = two_processes
+    for _ in range(LIMIT * 2):
+        assert post(app, basic_header()) == 204
+
+    assert rows(engine, AuthFailure) == []

@@ -1,0 +1,82 @@
+"""`jobhooks purge --older-than` drops raw payloads and quarantined bodies, keeps compact history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from db_rows import rows
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+
+from service.cli import cli
+from service.models import Job, JobEvent, RejectedDelivery
+from service.retention import parse_age
+
+
+def age_everything(engine: Engine, days: int) -> None:
+    past = datetime.now(UTC) - timedelta(days=days)
+    with engine.begin() as connection:
+        connection.execute(update(JobEvent).values(received_at=past))
+        connection.execute(update(RejectedDelivery).values(received_at=past))
+
+
+def run_purge(database_url: str, older_than: str) -> Any:
+    return CliRunner().invoke(
+        cli, ["purge", "--older-than", older_than], env={"DATABASE_URL": database_url}
+    )
+
+
+def test_purge_removes_old_payloads_and_bodies_but_keeps_history(
+    post_job: Callable[..., Any],
+    client: Any,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    database_url: str,
+) -> None:
+    assert post_job(status=2, updated_at="2026-01-01T00:00:00Z").status_code == 204
+    assert post_job(status=6, updated_at="2026-01-01T00:05:00Z").status_code == 204
+    client.post(
+        "/webhooks/mx/jobs",
+        data=b"{",
+        headers={**ingest_headers, "Content-Type": "application/json"},
+    )
+    age_everything(engine, days=100)
+    assert post_job(guid="JOB-recent").status_code == 204
+
+    result = run_purge(database_url, "90d")
+
+    assert result.exit_code == 0, result.output
+    assert "2 event payloads, 1 quarantined bodies" in result.output
+    events = rows(engine, JobEvent)
+    assert [event.payload is None for event in events] == [True, True, False]
+    assert [event.status for event in events] == [2, 6, 6]
+    assert rows(engine, Job, guid=events[0].job_guid)[0].status == 6
+    quarantined = rows(engine, RejectedDelivery)
+    assert quarantined[0].body is None and quarantined[0].reason == "malformed_json"
+
+
+def test_purge_leaves_recent_data_alone(
+    post_job: Callable[..., Any], engine: Engine, database_url: str
+) -> None:
+    assert post_job().status_code == 204
+
+    result = run_purge(database_url, "1d")
+
+    assert result.exit_code == 0, result.output
+    assert rows(engine, JobEvent)[0].payload is not None
+
+
+@pytest.mark.parametrize("text", ["90", "d90", "1w", "", "-3d"])
+def test_malformed_age_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="90d"):
+        parse_age(text)
+
+
+def test_ages_in_days_hours_and_minutes() -> None:
+    assert parse_age("90d") == timedelta(days=90)
+    assert parse_age("12h") == timedelta(hours=12)
+    assert parse_age("30m") == timedelta(minutes=30)
