@@ -46,7 +46,9 @@ REJECTED_LISTING = "rejected-deliveries"
 
 @bp.before_request
 def require_bearer_token() -> None:
-    if not bearer_matches(request.headers.get("Authorization"), current_state().settings.api_tokens):
+    if not bearer_matches(
+        request.headers.get("Authorization"), current_state().settings.api_tokens
+    ):
         raise Unauthorized("a valid bearer token is required", BEARER_CHALLENGE)
 
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, g, request
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service import admin, api, docs, health, token_endpoint, webhooks
+from service import admin, api, docs, health, status_page, token_endpoint, webhooks
 from service.config import Settings
 from service.context import EXTENSION_KEY, AppState
 from service.db import make_engine, make_session_factory
-from service.errors import ApiError, ServiceUnavailable
+from service.errors import ApiError, BadRequest, ServiceUnavailable
 from service.guard import install_failed_auth_limiter
 from service.handlers.registry import handler_plan
 from service.logs import configure_logging, log, request_id_from
+from service.metrics import RequestTimer
 from service.responses import json_response
 
 logger = logging.getLogger("jobhooks.app")
@@ -35,7 +36,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         sessions=make_session_factory(engine),
         handlers_for=plan,
     )
-    for blueprint in (webhooks.bp, token_endpoint.bp, api.bp, admin.bp, health.bp, docs.bp):
+    for blueprint in (
+        webhooks.bp, token_endpoint.bp, api.bp, admin.bp, health.bp, docs.bp, status_page.bp
+    ):
         app.register_blueprint(blueprint)
     _register_request_id(app)
     install_failed_auth_limiter(
@@ -52,10 +55,15 @@ def _register_request_id(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
         g.request_id = request_id_from(request.headers.get("X-Request-ID"))
+        g.request_timer = RequestTimer()
 
     @app.after_request
     def echo_request_id(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        timer: RequestTimer | None = g.get("request_timer")
+        if timer is not None:
+            route = request.url_rule.rule if request.url_rule else "unmatched"
+            timer.observe(route, request.method, response.status_code)
         return response
 
 
@@ -79,6 +87,14 @@ def _register_error_handlers(app: Flask) -> None:
         log(logger, "database error", logging.ERROR, error=type(error).__name__)
         unavailable = ServiceUnavailable("the database is unavailable; retry later")
         return json_response(unavailable.body(), unavailable.status, unavailable.headers)
+
+    @app.errorhandler(DataError)
+    def unusable_value(error: DataError) -> Response:
+        # The database refused a value the caller sent (a NUL in text, a number past its column):
+        # the request is at fault, and calling it an outage would have clients retry it forever.
+        log(logger, "value refused by the database", logging.WARNING, error=type(error).__name__)
+        refused = BadRequest("a value in the request cannot be used (out of range or a NUL character)")
+        return json_response(refused.body(), refused.status, refused.headers)
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> Response:

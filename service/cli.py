@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 
 import click
+from sqlalchemy.orm import Session
 
 from service import migrate
 from service.config import ConfigError, Settings
@@ -74,6 +78,129 @@ def purge(older_than: str) -> None:
         f"{result.quarantined_bodies_removed} quarantined bodies, "
         f"{result.auth_failure_windows_removed} rate-limit windows"
     )
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """One transaction on the configured database, for a one-shot operator command."""
+    from service.db import make_engine, make_session_factory, transaction
+
+    engine = make_engine(Settings.from_env().database_url, pool_size=1)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+@cli.group()
+def runs() -> None:
+    """Handler runs: list them, re-queue dead ones."""
+
+
+@runs.command("list")
+@click.option(
+    "--state", type=click.Choice(["pending", "running", "succeeded", "dead"]), default=None
+)
+@click.option("--job-guid", default=None, help="only this job's runs")
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object a line")
+def runs_list(state: str | None, job_guid: str | None, limit: int, as_json: bool) -> None:
+    """Newest first: id, state, handler, attempts, next due time, job and last error."""
+    from service.handlers.queue import RunState, list_runs
+    from service.schemas import HandlerRunOut
+
+    with _session() as session:
+        found = list_runs(session, RunState(state) if state else None, job_guid, limit)
+        documents = [HandlerRunOut.model_validate(run, from_attributes=True) for run in found]
+    for document in documents:
+        if as_json:
+            click.echo(document.model_dump_json())
+            continue
+        row = document.model_dump(mode="json")
+        click.echo(
+            f"{row['id']}\t{row['state']}\t{row['handler']}\tattempts={row['attempts']}\t"
+            f"due={row['due_at']}\tjob={row['job_guid']}\t{row['last_error'] or ''}"
+        )
+
+
+@runs.command("retry")
+@click.argument("run_id", type=int, required=False)
+@click.option("--all-dead", is_flag=True, help="re-queue every dead run")
+def runs_retry(run_id: int | None, all_dead: bool) -> None:
+    """Re-queue dead run RUN_ID (or --all-dead): pending now, with a fresh attempt budget."""
+    from datetime import UTC, datetime
+
+    from service.handlers.queue import RetryRefused, retry_all_dead, retry_dead
+
+    if (run_id is None) == (not all_dead):
+        raise click.UsageError("give either a run ID or --all-dead")
+    now = datetime.now(UTC)
+    with _session() as session:
+        if all_dead:
+            click.echo(f"re-queued {retry_all_dead(session, now)} dead runs")
+            return
+        assert run_id is not None
+        try:
+            run = retry_dead(session, run_id, now)
+        except RetryRefused as refused:
+            raise click.ClickException(str(refused)) from None
+        if run is None:
+            raise click.ClickException(f"no handler run with id {run_id}")
+    click.echo(f"re-queued run {run_id} ({run.handler} for job {run.job_guid})")
+
+
+@cli.command()
+@click.option("--since", required=True, help="ISO 8601; events received at or after it")
+@click.option("--until", default=None, help="ISO 8601; events received before it")
+@click.option("--status", "statuses", multiple=True, help="status name or code; repeatable")
+def replay(since: str, until: str | None, statuses: tuple[str, ...]) -> None:
+    """Run the configured handlers again for stored events received in a time range.
+
+    Only events that became their job's current state are replayed. A run that already exists
+    keeps its idempotency key, so receivers that acted on it once can recognise the repeat.
+    """
+    from datetime import UTC, datetime
+
+    from service.handlers.queue import replay as replay_events
+    from service.handlers.registry import handler_plan
+
+    settings = Settings.from_env()
+    plan = handler_plan(settings)
+    codes = [_status_code(status) for status in statuses]
+    with _session() as session:
+        result = replay_events(
+            session, _timestamp("--since", since), _until(until), codes, plan, datetime.now(UTC)
+        )
+    click.echo(
+        f"{result.events} events: {result.queued} runs queued, {result.requeued} re-queued, "
+        f"{result.already_queued} already waiting"
+    )
+
+
+def _timestamp(option: str, raw: str) -> datetime:
+    from service.schemas import parse_iso8601
+
+    try:
+        parsed = parse_iso8601(raw)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint=option) from None
+    assert parsed is not None
+    return parsed
+
+
+def _until(raw: str | None) -> datetime | None:
+    return _timestamp("--until", raw) if raw is not None else None
+
+
+def _status_code(raw: str) -> int:
+    from service.statuses import STATUS_CODES_BY_NAME
+
+    if raw.isdigit():
+        return int(raw)
+    if raw.upper() in STATUS_CODES_BY_NAME:
+        return STATUS_CODES_BY_NAME[raw.upper()]
+    raise click.BadParameter(f"unknown status {raw!r}", param_hint="--status")
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ class Settings:
     auth_failure_limit: int = 30
     auth_failure_window_seconds: int = 60
     trusted_proxy_count: int = 0
+    metrics_token: str | None = field(default=None, repr=False)
     signing_secrets: tuple[str, ...] = ()
     api_tokens: tuple[str, ...] = ()
     notify_url: str | None = None
@@ -78,6 +79,7 @@ class Settings:
             auth_failure_limit=_positive_int("AUTH_FAILURE_LIMIT", env, 30),
             auth_failure_window_seconds=_positive_int("AUTH_FAILURE_WINDOW_SECONDS", env, 60),
             trusted_proxy_count=_non_negative_int("TRUSTED_PROXY_COUNT", env),
+            metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
             signing_secrets=_signing_secrets(env.get("WEBHOOK_SIGNING_SECRETS", "")),
             api_tokens=_comma_list("API_TOKENS", env.get("API_TOKENS", "")),
             notify_url=_optional_url("NOTIFY_URL", env.get("NOTIFY_URL")),

@@ -61,10 +61,10 @@ TEMPLATE = """<!doctype html>
 {% for p in op.parameters %}<tr><td><code>{{ p.name }}</code>{% if p.required %} *{% endif %}</td>
 <td>{{ p.in }}</td><td><code>{{ p.schema | compact }}</code></td>
 <td>{{ p.description or "" }}</td></tr>{% endfor %}</table>{% endif %}
-{% if op.requestBody %}<p>Request body:</p>
-<pre>{{ op.requestBody.content["application/json"].schema | pretty }}</pre>
-{% for name, example in op.requestBody.content["application/json"].examples.items() %}
-<p>Example ({{ name }}):</p><pre>{{ example.value | pretty }}</pre>{% endfor %}{% endif %}
+{% for media, body in (op.requestBody or {"content": {}}).content.items() %}
+<p>Request body, <code>{{ media }}</code>:</p><pre>{{ body.schema | pretty }}</pre>
+{% for name, example in body.examples.items() %}
+<p>Example ({{ name }}):</p><pre>{{ example.value | pretty }}</pre>{% endfor %}{% endfor %}
 <p>Responses:</p><ul>
 {% for status, response in op.responses.items() %}<li><code>{{ status }}</code>
 {{ response.description or doc.components.responses[status].description }}

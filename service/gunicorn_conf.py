@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 
 from service.config import ConfigError, Settings
 
@@ -15,8 +17,18 @@ threads = int(os.environ.get("WEB_THREADS", "1"))
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-accesslog = None
+accesslog = "-"
+errorlog = "-"
+logger_class = "service.gunicorn_logging.JsonLogger"
+# Several masters may share a machine (web and bench, or N services); nothing here uses the socket.
+control_socket_disable = True
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+# Workers are separate processes; prometheus-client merges their metrics through files in this
+# directory. It must be set before any worker imports prometheus_client, hence here, at config load.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="jobhooks-metrics-")
 
 
 def on_starting(server: object) -> None:
@@ -26,3 +38,21 @@ def on_starting(server: object) -> None:
     except ConfigError as error:
         print(f"jobhooks: configuration error: {error}", file=sys.stderr)
         sys.exit(2)
+    _empty_metrics_directory(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def _empty_metrics_directory(path: str) -> None:
+    # Counters from a previous run of this master would otherwise be merged into the new one.
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if os.path.isdir(full):
+            shutil.rmtree(full)
+        else:
+            os.remove(full)
+
+
+def child_exit(server: object, worker: object) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined,no-untyped-call]

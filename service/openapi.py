@@ -17,6 +17,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from service.schemas import (
     ErrorOut,
+    HandlerRunListOut,
     HandlerRunOut,
     JobCallback,
     JobDetailOut,
@@ -27,6 +28,7 @@ from service.schemas import (
     StatsOut,
     StatsQuery,
 )
+from service.handlers.queue import MAX_LIST_LIMIT
 from service.statuses import JOB_STATUSES
 
 OPENAPI_VERSION = "3.1.0"
@@ -107,6 +109,7 @@ class Operation:
     path_params: tuple[tuple[str, str, dict[str, Any]], ...] = ()
     body_schema: dict[str, Any] | None = None
     body_examples: dict[str, Any] = field(default_factory=dict)
+    body_media_type: str = "application/json"
     extra_parameters: tuple[dict[str, Any], ...] = ()
     errors: tuple[str, ...] = ()
     description: str = ""
@@ -116,13 +119,6 @@ def _guid_param(name: str, what: str) -> tuple[str, str, dict[str, Any]]:
     return name, what, {"type": "string", "minLength": 1, "maxLength": 255}
 
 
-HANDLER_RUNS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["handler_runs"],
-    "properties": {
-        "handler_runs": {"type": "array", "items": {"$ref": REF_TEMPLATE.format(model="HandlerRunOut")}}
-    },
-}
 HANDLER_RUNS_QUERY: tuple[dict[str, Any], ...] = (
     {
         "name": "state",
@@ -131,7 +127,31 @@ HANDLER_RUNS_QUERY: tuple[dict[str, Any], ...] = (
         "schema": {"type": "string", "enum": ["pending", "running", "succeeded", "dead"]},
     },
     {"name": "job_guid", "in": "query", "required": False, "schema": {"type": "string"}},
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "default": 100},
+    },
 )
+TOKEN_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["grant_type"],
+    "properties": {
+        "grant_type": {"const": "client_credentials"},
+        "client_id": {"type": "string", "description": "or send it with HTTP Basic"},
+        "client_secret": {"type": "string"},
+    },
+}
+TOKEN_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["access_token", "token_type", "expires_in"],
+    "properties": {
+        "access_token": {"type": "string"},
+        "token_type": {"const": "Bearer"},
+        "expires_in": {"type": "integer"},
+    },
+}
 
 
 def operations(job_body: dict[str, Any]) -> tuple[Operation, ...]:
@@ -168,6 +188,18 @@ def operations(job_body: dict[str, Any]) -> tuple[Operation, ...]:
             body_schema=CONNECTION_STATUS_SCHEMA,
             body_examples={"challenged": {"value": EXAMPLE_CONNECTION_STATUS}},
             errors=("400", "401", "413", "415", "422", "503"),
+        ),
+        Operation(
+            "post",
+            "/oauth/token",
+            "Issue MX a bearer token (OAuth 2 client credentials)",
+            "webhooks",
+            [{"mxOAuthClient": []}, {}],
+            ok_schema=TOKEN_RESPONSE_SCHEMA,
+            body_schema=TOKEN_REQUEST_SCHEMA,
+            body_media_type="application/x-www-form-urlencoded",
+            errors=("400", "401"),
+            description="Client credentials go in HTTP Basic or in the form (RFC 6749 4.4).",
         ),
         Operation(
             "get",
@@ -223,7 +255,7 @@ def operations(job_body: dict[str, Any]) -> tuple[Operation, ...]:
             "List handler runs",
             "handler runs",
             API_AUTH,
-            ok_schema=HANDLER_RUNS_SCHEMA,
+            ok_model=HandlerRunListOut,
             extra_parameters=HANDLER_RUNS_QUERY,
             errors=("400", "401", "503"),
         ),
@@ -387,7 +419,7 @@ def _operation(op: Operation, refs: Mapping[tuple[Any, JsonSchemaMode], Any]) ->
         operation["requestBody"] = {
             "required": True,
             "content": {
-                "application/json": {"schema": op.body_schema, "examples": op.body_examples}
+                op.body_media_type: {"schema": op.body_schema, "examples": op.body_examples}
             },
         }
     return operation
@@ -433,7 +465,7 @@ def _security_schemes() -> dict[str, Any]:
         },
         "mxOAuth": {
             "type": "oauth2",
-            "description": "MX fetches a bearer token with client credentials (WEBHOOK_OAUTH_CLIENTS)",
+            "description": "MX fetches a bearer token at /oauth/token (WEBHOOK_OAUTH_CLIENTS)",
             "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {}}},
         },
         "webhookSignature": {
@@ -444,6 +476,11 @@ def _security_schemes() -> dict[str, Any]:
                 "Standard Webhooks: HMAC-SHA256 over webhook-id.webhook-timestamp.body with a "
                 "WEBHOOK_SIGNING_SECRETS secret; webhook-id and webhook-timestamp are required too"
             ),
+        },
+        "mxOAuthClient": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "an OAuth client id and secret from WEBHOOK_OAUTH_CLIENTS",
         },
         "apiBearer": {
             "type": "http",

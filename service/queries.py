@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
@@ -107,10 +106,7 @@ def dated_jobs(filters: JobFilters, after: Position | None, limit: int) -> Selec
         after_key = (literal(after.at, UTCDateTime()), literal(str(after.key)))
         conditions.append(tuple_(Job.updated_at, Job.guid) < tuple_(*after_key))
     return (
-        select(Job)
-        .where(*conditions)
-        .order_by(Job.updated_at.desc(), Job.guid.desc())
-        .limit(limit)
+        select(Job).where(*conditions).order_by(Job.updated_at.desc(), Job.guid.desc()).limit(limit)
     )
 
 

@@ -186,7 +186,7 @@ def status_code_from_text(value: object) -> object:
     if isinstance(value, str) and value.strip().upper() in STATUS_CODES_BY_NAME:
         return STATUS_CODES_BY_NAME[value.strip().upper()]
     if isinstance(value, str) and not value.strip().isdigit():
-        raise ValueError(f"unknown status {value[:40]!r}; use a code (0-9) or a name like HALTED")
+        raise ValueError("unknown status; use a code (0-9) or a name like HALTED")
     return value
 
 
@@ -202,7 +202,9 @@ def split_commas(value: object) -> object:
 QueryTimestamp = Annotated[datetime, BeforeValidator(parse_query_timestamp)]
 StatusCode = Annotated[int, Ge(0), Le(MAX_STATUS_CODE), BeforeValidator(status_code_from_text)]
 StatusList = Annotated[
-    list[StatusCode], BeforeValidator(split_commas), AfterValidator(lambda codes: sorted(set(codes)))
+    list[StatusCode],
+    BeforeValidator(split_commas),
+    AfterValidator(lambda codes: sorted(set(codes))),
 ]
 PageSize = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
 Cursor = Annotated[StrictStr, StringConstraints(min_length=1, max_length=MAX_CURSOR_LENGTH)]
@@ -222,7 +224,7 @@ class PageQuery(BaseModel):
 
 
 class JobFilters(BaseModel):
-    """What a job list is narrowed to; the cursor is bound to these, so they cannot change mid-walk."""
+    """What a job list is narrowed to; a cursor is bound to these and cannot change them."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 

@@ -31,6 +31,7 @@ from service.errors import (
 )
 from service.ingest import IngestResult, JobDelivery, Rejection, ingest_job, quarantine
 from service.logs import log
+from service.metrics import record_webhook
 from service.models import GUID_LENGTH
 from service.oauth import signing_key, token_is_valid
 from service.payload import is_json_content_type, parse_json, read_limited
@@ -69,15 +70,22 @@ def _accept_job(
 def _receive(endpoint: str, accept: Accept) -> Response:
     state = current_state()
     received_at = datetime.now(UTC)
-    body, too_large = _read_authenticated_body(state.settings)
+    try:
+        body, too_large = _read_authenticated_body(state.settings)
+    except Unauthorized:
+        record_webhook(endpoint, "unauthorized")
+        raise
     delivery_id = request.headers.get("webhook-id") or None
     try:
         document = _checked_document(body, too_large, delivery_id, state.settings)
         with transaction(state.sessions) as session:
-            accept(session, document, delivery_id, received_at)
+            result = accept(session, document, delivery_id, received_at)
     except RejectedBody as rejection:
         _quarantine(endpoint, rejection, body, too_large, delivery_id, received_at)
+        record_webhook(endpoint, "rejected", rejection.code)
         raise
+    # Counted only after the commit: a rolled-back delivery was not accepted.
+    record_webhook(endpoint, result.outcome.value)
     return Response(status=204)
 
 
@@ -124,6 +132,8 @@ def _checked_document(
         raise ValidationFailed(
             [FieldProblem("webhook-id", f"header is longer than {GUID_LENGTH} characters")]
         )
+    if delivery_id is not None and "\x00" in delivery_id:
+        raise ValidationFailed([FieldProblem("webhook-id", "header contains a NUL character")])
     return parse_json(body)
 
 
@@ -141,8 +151,8 @@ def _quarantine(
         status_code=rejection.status,
         reason=rejection.code,
         details=[problem.as_dict() for problem in rejection.details],
-        content_type=request.headers.get("Content-Type", "")[:GUID_LENGTH] or None,
-        delivery_id=delivery_id[:GUID_LENGTH] if delivery_id else None,
+        content_type=_storable_header(request.headers.get("Content-Type")),
+        delivery_id=_storable_header(delivery_id),
         body=body,
         body_truncated=too_large,
         received_at=received_at,
@@ -159,3 +169,9 @@ def _quarantine(
         rejected_delivery_id=rejected_id,
     )
 
+
+def _storable_header(value: str | None) -> str | None:
+    """A header as the quarantine can keep it: PostgreSQL text refuses NUL, the column holds 255."""
+    if not value:
+        return None
+    return value.replace("\x00", "\\u0000")[:GUID_LENGTH]

@@ -7,13 +7,20 @@ CI (CI=true) a missing or unreachable PostgreSQL fails the run instead.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, inspect, text
@@ -23,7 +30,11 @@ from service import migrate
 from service.app import create_app
 from service.config import Settings
 from service.context import EXTENSION_KEY, AppState
+from service.db import make_session_factory
+from service.handlers.backoff import RetryPolicy
+from service.handlers.registry import load_handlers
 from service.models import Base
+from service.worker import Worker
 
 BASIC_USER = "mx"
 BASIC_PASSWORD = "mx-test-password"
@@ -175,3 +186,140 @@ def post_job(client: FlaskClient, ingest_headers: dict[str, str]) -> Callable[..
         )
 
     return post
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+    received_at: float  # time.time() when the request was read
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Sink:
+    """A real HTTP receiver on 127.0.0.1 that records every POST and answers as told."""
+
+    def __init__(self) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self.status = 200
+        self._scripted: list[int] = []
+        self._hold = 0
+        self._released = threading.Event()
+        self._arrived = threading.Condition()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._request_handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/hook"
+
+    def answer(self, *statuses: int) -> None:
+        """Answer the next requests with these statuses, then with `status`."""
+        self._scripted.extend(statuses)
+
+    def hold(self, count: int = 1) -> None:
+        """Record the next `count` requests but answer them only after release() (or 30 s)."""
+        self._hold += count
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[ReceivedRequest]:
+        with self._arrived:
+            self._arrived.wait_for(lambda: len(self.requests) >= count, timeout)
+            return list(self.requests)
+
+    def close(self) -> None:
+        self._released.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _request_handler(self) -> type[BaseHTTPRequestHandler]:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                with sink._arrived:
+                    sink.requests.append(ReceivedRequest(self.path, headers, body, time.time()))
+                    status = sink._scripted.pop(0) if sink._scripted else sink.status
+                    held = sink._hold > 0
+                    sink._hold -= 1 if held else 0
+                    sink._arrived.notify_all()
+                if held:
+                    sink._released.wait(30)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output for failures
+
+        return Handler
+
+
+@pytest.fixture
+def make_sink() -> Iterator[Callable[[], Sink]]:
+    sinks: list[Sink] = []
+
+    def make() -> Sink:
+        sinks.append(Sink())
+        return sinks[-1]
+
+    yield make
+    for sink in sinks:
+        sink.close()
+
+
+@pytest.fixture
+def sink(make_sink: Callable[[], Sink]) -> Sink:
+    return make_sink()
+
+
+class FakeClock:
+    """Time that moves only when a test says so; starts just after the real now."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC) + timedelta(seconds=1)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_worker(
+    engine: Engine, settings: Settings, clock: FakeClock
+) -> Iterator[Callable[..., Worker]]:
+    """An in-process worker on the test's database, with an injected clock and random source."""
+    http = requests.Session()
+
+    def make(random: Callable[[], float] = lambda: 0.5, **overrides: Any) -> Worker:
+        configured = replace(settings, **overrides)
+        return Worker(
+            sessions=make_session_factory(engine),
+            handlers=load_handlers(configured, http, clock),
+            policy=RetryPolicy(
+                configured.handler_retry_base_seconds, configured.handler_max_attempts
+            ),
+            lease_seconds=configured.handler_lease_seconds,
+            clock=clock,
+            random=random,
+        )
+
+    yield make
+    http.close()

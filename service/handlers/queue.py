@@ -59,8 +59,9 @@ def claim_next(
     candidate = select(HandlerRun.id).where(due).order_by(HandlerRun.due_at, HandlerRun.id).limit(1)
     statement = (
         update(HandlerRun)
-        # Re-checking `due` keeps the claim conditional: a row taken meanwhile no longer matches.
-        .where(HandlerRun.id.in_(skip_locked(session, candidate)), due)
+        # `=` on a scalar subquery is evaluated once (IN may re-run it per row and claim more);
+        # re-checking `due` keeps the claim conditional: a row taken meanwhile no longer matches.
+        .where(HandlerRun.id == skip_locked(session, candidate).scalar_subquery(), due)
         .values(
             state=RunState.RUNNING,
             attempts=HandlerRun.attempts + 1,
