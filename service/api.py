@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request
+from sqlalchemy.orm import Session
 
 from service.auth import BEARER_CHALLENGE, bearer_matches
 from service.context import current_state
-from service.db import transaction
 from service.errors import BadRequest, FieldProblem, NotFound, Unauthorized
 from service.pagination import (
     CursorError,
@@ -54,7 +56,7 @@ def require_bearer_token() -> None:
 
 @bp.get("/jobs/<path:guid>")
 def get_job(guid: str) -> Response:
-    with transaction(current_state().sessions) as session:
+    with _reading() as session:
         detail = job_detail(session, guid)
     if detail is None:
         raise NotFound(f"no job with guid {guid[:255]!r}")
@@ -81,7 +83,7 @@ def get_stats() -> Response:
         raise BadRequest(
             "invalid query parameters", [FieldProblem("since", "must be earlier than until")]
         )
-    with transaction(current_state().sessions) as session:
+    with _reading() as session:
         stats = job_stats(session, since, until, query.status, query.top)
     return json_response(stats)
 
@@ -91,7 +93,7 @@ def get_rejected_deliveries() -> Response:
     query = parse_query(PageQuery, request.args)
     scope = cursor_scope(REJECTED_LISTING, {})
     after = _position_from(query.cursor, scope)
-    with transaction(current_state().sessions) as session:
+    with _reading() as session:
         rows, next_position = list_rejected_deliveries(session, after, query.limit)
         page = [rejected_delivery_out(row) for row in rows]
     return json_response(
@@ -105,10 +107,21 @@ def _jobs_page(query: JobsQuery) -> JobListOut:
     filters = JobFilters.model_validate(query.model_dump(include=set(JobFilters.model_fields)))
     scope = cursor_scope(JOBS_LISTING, filters.model_dump(mode="json"))
     after = _position_from(query.cursor, scope)
-    with transaction(current_state().sessions) as session:
+    with _reading() as session:
         jobs, next_position = list_jobs(session, filters, after, query.limit)
         page = [job_out(job) for job in jobs]
     return JobListOut(jobs=page, next_cursor=_cursor_for(next_position, scope))
+
+
+@contextmanager
+def _reading() -> Iterator[Session]:
+    """Read-only work in autocommit: no BEGIN and COMMIT round trips around a few SELECTs,
+    which at these query times is a third of a request's latency."""
+    state = current_state()
+    with state.sessions(
+        bind=state.engine.execution_options(isolation_level="AUTOCOMMIT")
+    ) as session:
+        yield session
 
 
 def _position_from(cursor: str | None, scope: str) -> Position | None:

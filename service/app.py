@@ -93,7 +93,7 @@ def _register_error_handlers(app: Flask) -> None:
         # The database refused a value the caller sent (a NUL in text, a number past its column):
         # the request is at fault, and calling it an outage would have clients retry it forever.
         log(logger, "value refused by the database", logging.WARNING, error=type(error).__name__)
-        refused = BadRequest("a value in the request cannot be used (out of range or a NUL character)")
+        refused = BadRequest("a value in the request is out of range or contains a NUL character")
         return json_response(refused.body(), refused.status, refused.headers)
 
     @app.errorhandler(Exception)

@@ -1,4 +1,4 @@
-"""Credential checks as pure functions of headers, body and secrets; every comparison is constant time."""
+"""Credential checks: pure functions of headers, body and secrets, comparing in constant time."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import BinaryIO
 
 import click
 from sqlalchemy.orm import Session
@@ -201,6 +202,107 @@ def _status_code(raw: str) -> int:
     if raw.upper() in STATUS_CODES_BY_NAME:
         return STATUS_CODES_BY_NAME[raw.upper()]
     raise click.BadParameter(f"unknown status {raw!r}", param_hint="--status")
+
+
+@cli.command("send-test")
+@click.argument("url")
+@click.option(
+    "--status", "status", default="CHALLENGED", show_default=True, help="job status name or code"
+)
+@click.option("--basic", default=None, help="user:password for HTTP Basic")
+@click.option("--sign", "signing_secret", default=None, help="whsec_... to sign the request")
+def send_test(url: str, status: str, basic: str | None, signing_secret: str | None) -> None:
+    """POST a realistic MX-style job callback to URL and show the answer."""
+    from service.send_test import send, status_code
+
+    try:
+        code = status_code(status)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--status") from None
+    credentials = None
+    if basic is not None:
+        user, sep, password = basic.partition(":")
+        if not sep:
+            raise click.BadParameter("use user:password", param_hint="--basic")
+        credentials = (user, password)
+    sent = send(url, code, basic=credentials, signing_secret=signing_secret)
+    click.echo(f"sent job {sent.job_guid} (status {code}) -> HTTP {sent.status_code}")
+    if sent.response_text:
+        click.echo(sent.response_text)
+    if not 200 <= sent.status_code < 300:
+        sys.exit(1)
+
+
+@cli.command()
+def check() -> None:
+    """Check configuration, that the database answers, and that migrations are current."""
+    from service.checks import run_checks
+    from service.db import make_engine
+    from service.handlers.registry import handler_plan
+
+    settings = Settings.from_env()
+    handler_plan(settings)
+    click.echo("ok   configuration: valid")
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        results = run_checks(engine, settings.database_url)
+    finally:
+        engine.dispose()
+    for result in results:
+        click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.name}: {result.detail}")
+    if not all(result.ok for result in results):
+        sys.exit(1)
+
+
+@cli.group()
+def quarantine() -> None:
+    """Authenticated deliveries that failed validation."""
+
+
+@quarantine.command("list")
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--all", "include_replayed", is_flag=True, help="include replayed deliveries")
+def quarantine_list(limit: int, include_replayed: bool) -> None:
+    """Newest first: id, when, HTTP status, reason, and the fields that were wrong."""
+    from service.quarantine import list_rejected
+
+    with _session() as session:
+        rejected = list_rejected(session, limit, include_replayed)
+        for row in rejected:
+            fields = ", ".join(d.get("field") or "body" for d in (row.details or []))
+            replayed = f" replayed {row.replayed_at.isoformat()}" if row.replayed_at else ""
+            click.echo(
+                f"{row.id}\t{row.received_at.isoformat()}\t{row.status_code}\t{row.reason}"
+                f"\t{row.endpoint}\t{fields or '-'}{replayed}"
+            )
+    click.echo(f"{len(rejected)} quarantined deliver{'y' if len(rejected) == 1 else 'ies'}")
+
+
+@quarantine.command("replay")
+@click.argument("rejected_id", type=int)
+@click.option(
+    "--body-file",
+    type=click.File("rb"),
+    default=None,
+    help="a corrected body to ingest instead of the stored one ('-' for stdin)",
+)
+def quarantine_replay(rejected_id: int, body_file: BinaryIO | None) -> None:
+    """Ingest a quarantined delivery (or its corrected body) through the normal path."""
+    from service.handlers.registry import handler_plan
+    from service.quarantine import ReplayRefused, replay
+
+    plan = handler_plan(Settings.from_env())
+    fixed = body_file.read() if body_file is not None else None
+    try:
+        with _session() as session:
+            outcome = replay(session, rejected_id, plan, fixed)
+    except ReplayRefused as error:
+        raise click.ClickException(str(error)) from None
+    result = outcome.result
+    click.echo(
+        f"replayed {rejected_id}: {result.outcome.value}, event {result.event_id}, "
+        f"{len(result.handler_run_ids)} handler run(s) queued"
+    )
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from service.statuses import STATUS_CODES_BY_NAME
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/jobhooks.db"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_PORT = 8000
 
 # Status code -> handler names; only the statuses HANDLERS lists, the rest keep the built-in table.
 HandlerPlan = tuple[tuple[int, tuple[str, ...]], ...]
@@ -32,6 +33,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
+    port: int = DEFAULT_PORT
     basic_auth: tuple[tuple[str, str], ...] = ()
     oauth_clients: tuple[tuple[str, str], ...] = ()
     oauth_token_ttl_seconds: int = 3600
@@ -71,6 +73,7 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             database_url=_database_url(env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL),
+            port=_port(env),
             basic_auth=_credential_pairs("WEBHOOK_BASIC_AUTH", env.get("WEBHOOK_BASIC_AUTH", "")),
             oauth_clients=_credential_pairs(
                 "WEBHOOK_OAUTH_CLIENTS", env.get("WEBHOOK_OAUTH_CLIENTS", "")
@@ -268,6 +271,16 @@ def _positive_float(name: str, env: Mapping[str, str], default: float) -> float:
     if not value > 0:
         raise ConfigError(f"{name}: must be greater than zero, got {raw}")
     return value
+
+
+def _port(env: Mapping[str, str]) -> int:
+    # gunicorn binds PORT itself; checking it here lets on_starting fail with one line, not a trace.
+    raw = env.get("PORT", "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536):
+        raise ConfigError(f"PORT: must be a TCP port number from 1 to 65535, got {raw!r}")
+    return int(raw)
 
 
 def _flag(name: str, env: Mapping[str, str]) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVarTuple, Unpack
+from typing import Any, TypeVarTuple
 
 import psycopg
 from psycopg import sql
@@ -117,7 +117,7 @@ def is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def skip_locked(session: Session, candidates: Select[Unpack[Columns]]) -> Select[Unpack[Columns]]:
+def skip_locked(session: Session, candidates: Select[*Columns]) -> Select[*Columns]:
     """Candidate rows a worker may claim without waiting for, or stealing from, another worker.
 
     PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers take disjoint rows. SQLite has one

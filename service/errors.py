@@ -53,6 +53,13 @@ class ServiceUnavailable(ApiError):
         )
 
 
+class UnreadableBody(ApiError):
+    """The body broke off in transit (bad chunked encoding, a cut connection): nothing to keep."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(400, "unreadable_body", f"the body could not be read: {reason}")
+
+
 class RejectedBody(ApiError):
     """An authenticated body we refuse; it is quarantined before the answer goes out."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -36,4 +37,5 @@ class JsonLogger(glogging.Logger):  # type: ignore[misc]
             duration_ms=round(request_time.total_seconds() * 1000, 3),
             bytes=getattr(resp, "sent", None),
             remote_addr=environ.get("REMOTE_ADDR"),
+            pid=os.getpid(),
         )

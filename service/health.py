@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
-from sqlalchemy import text
 
 from service.auth import BEARER_CHALLENGE, bearer_matches
+from service.checks import run_checks
 from service.context import current_state
-from service.errors import ServiceUnavailable, Unauthorized
+from service.errors import Unauthorized
 from service.metrics import render
 from service.responses import json_response
 
@@ -31,9 +31,16 @@ def metrics() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    try:
-        with current_state().engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as error:  # any failure to reach the database means "not ready"
-        raise ServiceUnavailable(f"database unreachable: {type(error).__name__}") from None
-    return json_response({"status": "ready", "database": "ok"})
+    state = current_state()
+    results = run_checks(state.engine, state.settings.database_url)
+    checks = {result.name: {"ok": result.ok, "detail": result.detail} for result in results}
+    failed = [result for result in results if not result.ok]
+    if failed:
+        body = {
+            "error": "not_ready",
+            "message": "; ".join(f"{result.name}: {result.detail}" for result in failed),
+            "details": [{"field": result.name, "message": result.detail} for result in failed],
+            "checks": checks,
+        }
+        return json_response(body, 503, {"Retry-After": "5"})
+    return json_response({"status": "ready", "checks": checks})

@@ -48,9 +48,7 @@ def dedup_key(job: JobCallback) -> str:
     return hashlib.sha256(f"{job.guid}\x1f{job.status}\x1f{updated}".encode()).hexdigest()
 
 
-def ingest_job(
-    session: Session, delivery: JobDelivery, handlers_for: HandlersFor
-) -> IngestResult:
+def ingest_job(session: Session, delivery: JobDelivery, handlers_for: HandlersFor) -> IngestResult:
     """Store the event, move the current state forward if it is newest, queue its handlers.
 
     Call inside one transaction: the caller commits before answering MX.
@@ -61,7 +59,9 @@ def ingest_job(
     if not _advance_current_state(session, delivery, event_id):
         return IngestResult(Outcome.STALE, event_id)
     handlers = handlers_for(delivery.job.status)
-    run_ids = queue_handler_runs(session, event_id, delivery.job.guid, handlers, delivery.received_at)
+    run_ids = queue_handler_runs(
+        session, event_id, delivery.job.guid, handlers, delivery.received_at
+    )
     return IngestResult(Outcome.ACCEPTED, event_id, run_ids)
 
 

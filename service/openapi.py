@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from service.handlers.queue import MAX_LIST_LIMIT
 from service.schemas import (
     ErrorOut,
     HandlerRunListOut,
@@ -28,7 +29,6 @@ from service.schemas import (
     StatsOut,
     StatsQuery,
 )
-from service.handlers.queue import MAX_LIST_LIMIT
 from service.statuses import JOB_STATUSES
 
 OPENAPI_VERSION = "3.1.0"

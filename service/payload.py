@@ -1,4 +1,4 @@
-"""Reading and parsing a webhook body: size limit before parsing, strict JSON, nothing the database refuses."""
+"""Reading a webhook body: size limit first, strict JSON, nothing the database would refuse."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import IO, Any
 
 import orjson
 
-from service.errors import FieldProblem, MalformedJson, ValidationFailed
+from service.errors import FieldProblem, MalformedJson, UnreadableBody, ValidationFailed
 
 READ_CHUNK_BYTES = 16 * 1024
 MAX_NESTING = 64
@@ -17,7 +17,10 @@ def read_limited(stream: IO[bytes], limit: int) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     remaining = limit + 1
     while remaining > 0:
-        chunk = stream.read(min(READ_CHUNK_BYTES, remaining))
+        try:
+            chunk = stream.read(min(READ_CHUNK_BYTES, remaining))
+        except Exception as error:  # the WSGI server's own types: gunicorn's, werkzeug's, ...
+            raise UnreadableBody(type(error).__name__) from None
         if not chunk:
             break
         chunks.append(chunk)

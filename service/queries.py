@@ -38,17 +38,15 @@ def job_out(job: Job) -> JobOut:
 
 
 def job_detail(session: Session, guid: str) -> JobDetailOut | None:
-    job = session.get(Job, guid)
-    if job is None:
+    """Two round trips: the job with its history in one statement, its handler runs in another.
+
+    Every job row has at least its current event, so no rows means no such job.
+    """
+    rows = session.execute(job_with_history(guid)).all()
+    if not rows:
         return None
-    events = session.scalars(
-        select(JobEvent)
-        .where(JobEvent.job_guid == guid)
-        .order_by(JobEvent.updated_at.asc().nulls_first(), JobEvent.id.asc())
-    )
-    runs = session.scalars(
-        select(HandlerRun).where(HandlerRun.job_guid == guid).order_by(HandlerRun.id.asc())
-    )
+    job = rows[0][0]
+    runs = session.scalars(job_handler_runs(guid))
     return JobDetailOut(
         job=job_out(job),
         history=[
@@ -61,10 +59,24 @@ def job_detail(session: Session, guid: str) -> JobDetailOut | None:
                 current=event.id == job.current_event_id,
                 payload=event.payload,
             )
-            for event in events
+            for _, event in rows
         ],
         handler_runs=[HandlerRunOut.model_validate(run, from_attributes=True) for run in runs],
     )
+
+
+def job_with_history(guid: str) -> Select[Job, JobEvent]:
+    """History oldest first; events MX sent without updated_at first of all, in arrival order."""
+    return (
+        select(Job, JobEvent)
+        .join(JobEvent, JobEvent.job_guid == Job.guid)
+        .where(Job.guid == guid)
+        .order_by(JobEvent.updated_at.asc().nulls_first(), JobEvent.id.asc())
+    )
+
+
+def job_handler_runs(guid: str) -> Select[HandlerRun]:
+    return select(HandlerRun).where(HandlerRun.job_guid == guid).order_by(HandlerRun.id.asc())
 
 
 # Jobs, newest first.
@@ -150,22 +162,30 @@ def stats_window(
 def status_counts_statement(
     since: datetime, until: datetime, statuses: Sequence[int]
 ) -> Select[str | None, int, str | None, int]:
-    """Events (status changes) in [since, until) per (institution, status)."""
+    """Events (status changes) in [since, until) per (institution, status).
+
+    The institution is looked up per event by primary key rather than joined: a join lets the
+    planner hash the whole jobs table, and the cost would then grow with history, not the window.
+    """
+    institution = select(Job.institution_guid).where(Job.guid == JobEvent.job_guid)
     conditions = [JobEvent.updated_at >= since, JobEvent.updated_at < until]
     if statuses:
         conditions.append(JobEvent.status.in_(statuses))
-    return (
+    events = (
         select(
-            Job.institution_guid,
             JobEvent.status,
-            func.max(JobEvent.status_name),
-            func.count(),
+            JobEvent.status_name,
+            institution.scalar_subquery().label("institution_guid"),
         )
-        .select_from(JobEvent)
-        .join(Job, Job.guid == JobEvent.job_guid)
         .where(*conditions)
-        .group_by(Job.institution_guid, JobEvent.status)
+        .subquery()
     )
+    return select(
+        events.c.institution_guid,
+        events.c.status,
+        func.max(events.c.status_name),
+        func.count(),
+    ).group_by(events.c.institution_guid, events.c.status)
 
 
 def job_stats(

@@ -107,7 +107,7 @@ def _read_authenticated_body(settings: Settings) -> tuple[bytes, bool]:
 
 
 def _header_credentials_pass(authorization: str | None, settings: Settings) -> bool:
-    """HTTP Basic, or a bearer token from our OAuth token endpoint, or an explicitly open dev setup."""
+    """HTTP Basic, a bearer token from our OAuth token endpoint, or an explicitly open dev setup."""
     if basic_auth_matches(authorization, settings.basic_auth):
         return True
     if settings.oauth_clients and token_is_valid(

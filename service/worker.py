@@ -17,6 +17,7 @@ from types import FrameType
 from typing import Any
 
 import requests
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,7 +33,7 @@ from service.db import (
 )
 from service.handlers.backoff import RetryPolicy
 from service.handlers.deliveries import Clock, utc_now
-from service.handlers.event import Handler, HandlerEvent
+from service.handlers.event import Handler
 from service.handlers.queue import (
     claim_next,
     handler_event,
@@ -71,26 +72,38 @@ class Worker:
         """Claim and run one due run; False when none was due."""
         with transaction(self.sessions) as session:
             run = claim_next(session, self.worker_id, self.clock(), self.lease_seconds)
-            if run is None:
-                return False
-            event = handler_event(session, run)
+        if run is None:
+            return False
         if stop is not None and stop.is_set():
             # Shutting down between claim and start: hand it back instead of sitting on a lease.
             with transaction(self.sessions) as session:
                 release(session, run.id, self.worker_id, self.clock())
             log(logger, "handler run released", **_fields(run))
             return True
+        if run.attempts > self.policy.max_attempts:
+            # Every attempt so far ended with its worker gone; crashing another one proves nothing.
+            self._record(run, "the worker running it was lost on every attempt")
+            return True
         log(logger, "handler run started", **_fields(run))
         with self._lease(run.id):
-            error = self._execute(run, event)
+            error = self._execute(run)
         self._record(run, error)
         return True
 
-    def _execute(self, run: HandlerRun, event: HandlerEvent) -> str | None:
+    def _execute(self, run: HandlerRun) -> str | None:
         """Run the handler; its failure, whatever it is, becomes the run's error, not ours."""
         handler = self.handlers.get(run.handler)
         if handler is None:
             return f"no handler named {run.handler!r} is registered"
+        # A database error here propagates: an outage is not the run's fault, and the lease
+        # brings the run back once the database does.
+        with transaction(self.sessions) as session:
+            try:
+                event = handler_event(session, run)
+            except ValidationError as error:
+                return (
+                    f"stored event no longer matches the job schema: {error.error_count()} errors"
+                )
         try:
             handler(event)
         except Exception as error:  # user code may raise anything; all of it is a failed attempt

@@ -1,7 +1,7 @@
 """Fixtures: every database test runs on a real SQLite file and on a real PostgreSQL.
 
-PostgreSQL comes from TEST_DATABASE_URL. Without it the PostgreSQL half is skipped locally, but under
-CI (CI=true) a missing or unreachable PostgreSQL fails the run instead.
+PostgreSQL comes from TEST_DATABASE_URL. Without it the PostgreSQL half is skipped locally, but
+under CI (CI=true) a missing or unreachable PostgreSQL fails the run instead.
 """
 
 from __future__ import annotations
@@ -96,6 +96,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         path = tmp_path / "jobhooks.db"
+        shutil.copyfile(template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate_all(url)
+    return url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A migrated database of each kind shared by one module's tests (for costly servers)."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path_factory.mktemp("module-db") / "jobhooks.db"
         shutil.copyfile(template, path)
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("postgres_url")

@@ -23,6 +23,7 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
 
     assert settings.database_url == DEFAULT_DATABASE_URL
     assert settings.max_body_bytes == DEFAULT_MAX_BODY_BYTES == 64 * 1024
+    assert settings.port == 8000
     assert settings.basic_auth == () and settings.api_tokens == ()
     assert settings.allow_unauthenticated is False
     assert settings.has_ingest_credentials is False
@@ -64,8 +65,11 @@ def test_numbers_and_flags_are_parsed() -> None:
             "HANDLER_RETRY_BASE_SECONDS": "0.25",
             "JOBHOOKS_ALLOW_UNAUTHENTICATED": "1",
             "NOTIFY_URL": "https://product.example/notify",
+            "PORT": "5000",
         }
     )
+
+    assert settings.port == 5000
 
     assert settings.max_body_bytes == 1024
     assert settings.handler_retry_base_seconds == 0.25
@@ -102,6 +106,9 @@ def test_numbers_and_flags_are_parsed() -> None:
         ("HANDLER_RETRY_BASE_SECONDS", "inf"),
         ("WORKER_POLL_SECONDS", "1e400"),
         ("JOBHOOKS_ALLOW_UNAUTHENTICATED", "maybe"),
+        ("PORT", "http"),
+        ("PORT", "0"),
+        ("PORT", "99999"),
     ],
 )
 def test_malformed_setting_raises_one_line_naming_the_variable(variable: str, value: str) -> None:

@@ -15,11 +15,15 @@ from conftest import (
     bearer_header,
     job_body,
 )
+from db_rows import count
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
 from werkzeug.test import TestResponse
 
 from service.app import create_app
 from service.config import Settings
+from service.models import JobEvent
 
 # Nothing listens on port 1, so every connection attempt is refused at once.
 DEAD_POSTGRESQL_URL = "postgresql+psycopg://postgres@127.0.0.1:1/jobhooks_a"
@@ -45,15 +49,16 @@ def dead_database_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iter
     app_state(app).engine.dispose()
 
 
-def assert_unavailable(response: TestResponse) -> None:
+def assert_unavailable(response: TestResponse, *, error_shape: bool = True) -> None:
     assert response.status_code == 503, response.get_data(as_text=True)
     assert int(response.headers["Retry-After"]) > 0
     assert response.mimetype == "application/json"
-    document = response.get_json()
-    assert set(document) == {"error", "message", "details"}
-    assert document["error"] == "unavailable"
     text = response.get_data(as_text=True)
     assert "Traceback" not in text and "psycopg" not in text and "sqlite3" not in text
+    if error_shape:
+        document = response.get_json()
+        assert set(document) == {"error", "message", "details"}
+        assert document["error"] == "unavailable"
 
 
 def test_valid_delivery_gets_503_with_retry_after_when_the_database_is_down(
@@ -79,7 +84,8 @@ def test_rejected_delivery_that_cannot_be_quarantined_gets_503(
 
 def test_readyz_is_503_while_healthz_stays_200(dead_database_client: FlaskClient) -> None:
     assert dead_database_client.get("/healthz").status_code == 200
-    assert_unavailable(dead_database_client.get("/readyz"))
+    # The probe reports its checks rather than the error shape; status and Retry-After still hold.
+    assert_unavailable(dead_database_client.get("/readyz"), error_shape=False)
 
 
 def test_job_query_gets_503_when_the_database_is_down(dead_database_client: FlaskClient) -> None:
@@ -94,3 +100,31 @@ def test_authentication_is_still_checked_before_the_database(
     response = dead_database_client.post("/webhooks/mx/jobs", json={"job": job_body()})
 
     assert response.status_code == 401
+
+
+def test_delivery_after_a_postgresql_restart_reconnects_instead_of_failing(
+    database_url: str, client: FlaskClient, engine: Engine
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to restart")
+    first = client.post("/webhooks/mx/jobs", json={"job": job_body()}, headers=basic_header())
+    assert first.status_code == 204
+    # What a server restart does to pooled connections: every session of this database is cut.
+    admin_engine = create_engine(database_url)
+    try:
+        with admin_engine.connect() as admin:
+            admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+    finally:
+        admin_engine.dispose()
+
+    response = client.post(
+        "/webhooks/mx/jobs", json={"job": job_body(status=9)}, headers=basic_header()
+    )
+
+    assert response.status_code == 204
+    assert count(engine, JobEvent) == 2

@@ -155,7 +155,11 @@ def test_failing_sink_backs_off_then_goes_dead_and_retry_requeues(
 
     assert worker.run_once()
     [run] = rows(engine, HandlerRun)
-    assert (run.state, run.attempts, run.last_error) == ("dead", 4, "DeliveryFailed: NOTIFY_URL: HTTP 503")
+    assert (run.state, run.attempts, run.last_error) == (
+        "dead",
+        4,
+        "DeliveryFailed: NOTIFY_URL: HTTP 503",
+    )
     assert run.finished_at is not None
     clock.advance(3600)
     assert not worker.run_once(), "a dead run is never claimed"

@@ -330,6 +330,28 @@ def test_overlong_webhook_id_is_422_and_quarantined(client: FlaskClient, engine:
     assert rejected.delivery_id == "m" * 255
 
 
+def test_webhook_id_with_a_nul_is_422_and_quarantined(client: FlaskClient, engine: Engine) -> None:
+    headers = {**basic_header(), "webhook-id": "msg\x00x"}
+
+    response = post_raw(client, orjson.dumps({"job": job_body()}), headers=headers)
+
+    details = assert_error_shape(response, 422, "validation_failed")
+    assert [detail["field"] for detail in details] == ["webhook-id"]
+    [rejected] = rows(engine, RejectedDelivery)
+    assert rejected.delivery_id == "msg\\u0000x"
+    assert count(engine, JobEvent) == 0
+
+
+def test_content_type_with_a_nul_is_415_and_quarantined(
+    client: FlaskClient, engine: Engine
+) -> None:
+    response = post_raw(client, orjson.dumps({"job": job_body()}), content_type="text/\x00plain")
+
+    assert_error_shape(response, 415, "unsupported_media_type")
+    [rejected] = rows(engine, RejectedDelivery)
+    assert rejected.content_type == "text/\\u0000plain"
+
+
 # Bare or wrapped, unknown fields, nulls, future statuses, time zones.
 
 
@@ -525,7 +547,7 @@ def test_late_event_without_updated_at_does_not_replace_a_dated_state(
     assert count(engine, JobEvent) == 2
 
 
-def test_late_event_keeps_the_owner_fields_of_the_current_state(
+def test_newer_event_without_owner_fields_keeps_the_known_owners(
     post_job: PostJob, engine: Engine
 ) -> None:
     post_job(job_body(status=1, updated_at="2026-11-25T10:00:01Z"))
@@ -622,6 +644,16 @@ def test_unknown_job_is_404_json(client: FlaskClient, api_headers: dict[str, str
     response = client.get("/jobs/JOB-does-not-exist", headers=api_headers)
 
     assert_error_shape(response, 404, "not_found")
+
+
+@pytest.mark.parametrize("guid", ["JOB%00x", "J" * 5000, "%F0%9F%98%80", "%ff%fe"])
+def test_unsearchable_job_guid_is_a_client_error(
+    client: FlaskClient, api_headers: dict[str, str], guid: str
+) -> None:
+    response = client.get(f"/jobs/{guid}", headers=api_headers)
+
+    assert response.status_code in (400, 404)
+    assert_error_shape(response, response.status_code)
 
 
 def test_job_detail_shows_current_state_history_and_handler_runs(

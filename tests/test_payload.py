@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import job_body
 
-from service.errors import MalformedJson, ValidationFailed
+from service.errors import MalformedJson, UnreadableBody, ValidationFailed
 from service.ingest import dedup_key
 from service.payload import MAX_NESTING, is_json_content_type, parse_json, read_limited
 from service.schemas import format_utc, parse_iso8601, validate_job
@@ -27,6 +27,22 @@ def test_read_limited_stops_one_byte_past_the_limit(size: int, limit: int, too_l
     assert over is too_large
     assert body == b"x" * min(size, limit)
     assert stream.tell() <= limit + 1  # never reads the rest of an oversized body
+
+
+class BrokenOffStream(io.BytesIO):
+    """A request body whose connection fails part way, as a WSGI server reports it."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.tell() > 0:
+            raise OSError("connection reset")
+        return super().read(size)
+
+
+def test_body_that_breaks_off_in_transit_is_unreadable_not_a_crash() -> None:
+    with pytest.raises(UnreadableBody) as raised:
+        read_limited(BrokenOffStream(b"x" * 40_000), 64 * 1024)
+
+    assert raised.value.status == 400
 
 
 @pytest.mark.parametrize(

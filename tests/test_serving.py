@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,10 +72,10 @@ def wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log_path
         if process.poll() is not None:
             pytest.fail(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()}")
         try:
-            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+            if requests.get(f"{base_url}/healthz", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+        except requests.RequestException:
+            pass  # the master has bound the port before any worker is ready to answer
         time.sleep(0.1)
     pytest.fail(f"gunicorn did not answer /healthz in {STARTUP_TIMEOUT_SECONDS}s")
 
@@ -100,8 +102,25 @@ def run_release(environment: Mapping[str, str]) -> None:
     assert finished.returncode == 0, finished.stderr
 
 
-@pytest.fixture
-def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """One database per kind for the module, so gunicorn starts once per kind, not per test.
+
+    SQLite starts as an empty file, so the release command builds the whole schema itself.
+    Rows from other tests may remain in PostgreSQL; each test here uses its own job guids.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('served') / 'jobhooks.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture(scope="module")
+def served(served_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    database_url = served_database_url
+    tmp_path = tmp_path_factory.mktemp("gunicorn")
     port = free_port()
     environment = process_environment(
         database_url,
@@ -130,21 +149,29 @@ def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
             engine.dispose()
 
 
-def post_job(served: Served, document: object, **kwargs: object) -> requests.Response:
+def unique_guid(label: str) -> str:
+    return f"JOB-served-{label}-{uuid.uuid4().hex}"
+
+
+def post_job(
+    served: Served, document: object, headers: dict[str, str] | None = None
+) -> requests.Response:
     return requests.post(
         f"{served.base_url}/webhooks/mx/jobs",
         json=document,
         auth=(BASIC_USER, BASIC_PASSWORD),
+        headers=headers,
         timeout=HTTP_TIMEOUT_SECONDS,
-        **kwargs,  # type: ignore[arg-type]
     )
 
 
 def test_procfile_web_process_stores_a_delivery_posted_over_http(served: Served) -> None:
+    guid = unique_guid("stored")
     body = {
-        "job": job_body(status=2, status_name="CHALLENGED", updated_at="2026-11-25T05:00:30-05:00")
+        "job": job_body(
+            guid=guid, status=2, status_name="CHALLENGED", updated_at="2026-11-25T05:00:30-05:00"
+        )
     }
-    guid = body["job"]["guid"]
 
     first = post_job(served, body)
     retry = post_job(served, body)
@@ -152,7 +179,7 @@ def test_procfile_web_process_stores_a_delivery_posted_over_http(served: Served)
     assert (first.status_code, retry.status_code) == (204, 204)
     assert first.content == b""
     assert count(served.engine, JobEvent, job_guid=guid) == 1
-    assert [run.handler for run in rows(served.engine, HandlerRun)] == ["mfa_prompt"]
+    assert [run.handler for run in rows(served.engine, HandlerRun, job_guid=guid)] == ["mfa_prompt"]
     detail = requests.get(
         f"{served.base_url}/jobs/{guid}",
         headers={"Authorization": f"Bearer {API_TOKEN}"},
@@ -160,38 +187,47 @@ def test_procfile_web_process_stores_a_delivery_posted_over_http(served: Served)
     )
     assert detail.status_code == 200
     assert detail.json()["job"]["updated_at"] == "2026-11-25T10:00:30Z"
-    assert (
-        requests.get(f"{served.base_url}/readyz", timeout=HTTP_TIMEOUT_SECONDS).status_code == 200
-    )
+    ready = requests.get(f"{served.base_url}/readyz", timeout=HTTP_TIMEOUT_SECONDS)
+    assert ready.status_code == 200
 
 
 def test_procfile_web_process_reads_a_chunked_body(served: Served) -> None:
-    payload = json.dumps({"job": job_body(guid="JOB-chunked")}).encode()
-    chunks = iter([payload[:10], payload[10:]])
+    guid = unique_guid("chunked")
+    payload = json.dumps({"job": job_body(guid=guid)}).encode()
 
     response = requests.post(
         f"{served.base_url}/webhooks/mx/jobs",
-        data=chunks,
+        data=iter([payload[:10], payload[10:]]),  # an iterator makes requests send it chunked
         headers={"Content-Type": "application/json"},
         auth=(BASIC_USER, BASIC_PASSWORD),
         timeout=HTTP_TIMEOUT_SECONDS,
     )
 
     assert response.status_code == 204
-    assert count(served.engine, Job, guid="JOB-chunked") == 1
+    assert count(served.engine, Job, guid=guid) == 1
 
 
 def test_procfile_web_process_answers_errors_as_json_over_http(served: Served) -> None:
     url = f"{served.base_url}/webhooks/mx/jobs"
+    run = uuid.uuid4().hex  # tags this test's rejected deliveries via webhook-id
 
-    unauthenticated = requests.post(url, json={"job": job_body()}, timeout=HTTP_TIMEOUT_SECONDS)
-    invalid = post_job(served, {"job": {"status": "two"}})
-    too_large = post_job(served, {"job": job_body(error_message="x" * (70 * 1024))})
+    unauthenticated = requests.post(
+        url,
+        json={"job": job_body(guid=unique_guid("unauthenticated"))},
+        headers={"webhook-id": f"{run}-401"},
+        timeout=HTTP_TIMEOUT_SECONDS,
+    )
+    invalid = post_job(served, {"job": {"status": "two"}}, {"webhook-id": f"{run}-422"})
+    too_large = post_job(
+        served,
+        {"job": job_body(guid=unique_guid("large"), error_message="x" * (70 * 1024))},
+        {"webhook-id": f"{run}-413"},
+    )
     not_json = requests.post(
         url,
         data=b"guid=JOB-1",
         auth=(BASIC_USER, BASIC_PASSWORD),
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        headers={"Content-Type": "application/x-www-form-urlencoded", "webhook-id": f"{run}-415"},
         timeout=HTTP_TIMEOUT_SECONDS,
     )
 
@@ -203,15 +239,66 @@ def test_procfile_web_process_answers_errors_as_json_over_http(served: Served) -
     assert not_json.status_code == 415
     for response in (unauthenticated, invalid, too_large, not_json):
         assert set(response.json()) == {"error", "message", "details"}
-    assert [r.status_code for r in rows(served.engine, RejectedDelivery)] == [422, 413, 415]
-    assert count(served.engine, JobEvent) == 0
+        assert "Traceback" not in response.text
+    quarantined = {
+        rejected.delivery_id: rejected.status_code
+        for rejected in rows(served.engine, RejectedDelivery)
+        if (rejected.delivery_id or "").startswith(run)
+    }
+    # The unauthenticated body is refused without being kept.
+    assert quarantined == {f"{run}-422": 422, f"{run}-413": 413, f"{run}-415": 415}
 
 
-def test_procfile_web_process_refuses_to_start_without_ingest_credentials(
-    tmp_path: Path,
+def raw_http(served: Served, request_bytes: bytes) -> bytes:
+    """Send bytes no HTTP client library would produce; return the whole answer."""
+    host, port = served.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=HTTP_TIMEOUT_SECONDS) as connection:
+        connection.sendall(request_bytes)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    "chunked_body",
+    [b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}}}}\r\n0\r\n\r\n"],
+    ids=["bad-chunk-size", "missing-terminator"],
+)
+def test_procfile_web_process_answers_a_broken_chunked_body_with_400(
+    served: Served, chunked_body: bytes
+) -> None:
+    credentials = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
+    head = (
+        "POST /webhooks/mx/jobs HTTP/1.1\r\nHost: jobhooks\r\nConnection: close\r\n"
+        f"Authorization: Basic {credentials}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+
+    answer = raw_http(served, head.encode() + chunked_body)
+
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"400", answer
+    body = rest.partition(b"\r\n\r\n")[2]
+    assert json.loads(body)["error"] == "unreadable_body"
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({}, "WEBHOOK_BASIC_AUTH"),  # no ingest credentials at all
+        ({"WEBHOOK_BASIC_AUTH": "mx-without-password"}, "WEBHOOK_BASIC_AUTH"),
+        ({"WEBHOOK_BASIC_AUTH": "mx:secret", "PORT": "99999"}, "PORT"),
+        ({"WEBHOOK_BASIC_AUTH": "mx:secret", "MAX_BODY_BYTES": "64k"}, "MAX_BODY_BYTES"),
+    ],
+    ids=["no-credentials", "malformed-credentials", "bad-port", "bad-number"],
+)
+def test_procfile_web_process_refuses_to_start_with_one_line_on_bad_settings(
+    tmp_path: Path, settings: dict[str, str], named: str
 ) -> None:
     environment = process_environment(
-        f"sqlite:///{tmp_path / 'unused.db'}", PORT=str(free_port()), API_TOKENS=API_TOKEN
+        f"sqlite:///{tmp_path / 'unused.db'}",
+        **{"PORT": str(free_port()), "API_TOKENS": API_TOKEN, **settings},
     )
 
     finished = subprocess.run(
@@ -226,4 +313,4 @@ def test_procfile_web_process_refuses_to_start_without_ingest_credentials(
     assert finished.returncode != 0
     assert "Traceback" not in finished.stderr
     [line] = [line for line in finished.stderr.splitlines() if "configuration error" in line]
-    assert "WEBHOOK_BASIC_AUTH" in line
+    assert named in line

@@ -1,0 +1,449 @@
+"""Query-API latency at a million events, through the Flask test client and over HTTP.
+
+Loads JOBS jobs x 10 events (default 100,000 x 10 = 1,000,000) into a dedicated PostgreSQL
+database with INSERT ... SELECT FROM generate_series, on a schema built by the project's
+migrations; then times each read endpoint (median and p99) in-process and through gunicorn
+started from the Procfile, and prints the EXPLAIN (ANALYZE) plan of every query behind the two
+latency targets and the other lists.
+
+    .venv/bin/python bench/query.py [--database-url URL] [--jobs 100000] [--requests 1000]
+                                    [--reuse] [--no-http] [--no-explain]
+
+--reuse keeps the loaded data when the database already holds the requested size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+from flask.testing import FlaskClient
+from sqlalchemy import Select, func, select, text
+from sqlalchemy.engine import Engine, make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service import migrate  # noqa: E402
+from service.app import create_app  # noqa: E402
+from service.config import Settings  # noqa: E402
+from service.db import make_engine  # noqa: E402
+from service.models import Base, Job, JobEvent  # noqa: E402
+from service.pagination import Position, cursor_key, cursor_scope, encode_cursor  # noqa: E402
+from service.queries import (  # noqa: E402
+    dated_jobs,
+    job_handler_runs,
+    job_with_history,
+    status_counts_statement,
+    undated_jobs,
+)
+from service.schemas import JobFilters  # noqa: E402
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/jobhooks_bench_b"
+BIN = Path(sys.executable).parent
+TOKEN = "bench-token"
+BASIC = ("bench", "bench-password")
+EVENTS_PER_JOB = 10
+MEMBERS_DIVISOR = 5  # five jobs per member, so 50 events of history per member
+INSTITUTIONS = 200
+HISTORY_DAYS = 30
+TARGET_MS = 10.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    urls: Callable[[random.Random], str]
+    target: bool = False
+
+
+# ---------------------------------------------------------------- loading
+
+
+def ensure_database(url: str) -> None:
+    parsed = make_url(url)
+    admin = parsed.set(drivername="postgresql", database="postgres")
+    conninfo = admin.render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,)
+        ).fetchone()
+        if not exists:
+            # Identifiers cannot be bound parameters; the name comes from our own URL.
+            connection.execute(
+                psycopg.sql.SQL("CREATE DATABASE {}").format(
+                    psycopg.sql.Identifier(str(parsed.database))
+                )
+            )
+
+
+def loaded_jobs(engine: Engine) -> int:
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(Job)).scalar_one())
+    except Exception:  # no schema yet
+        return -1
+
+
+def reset_schema(engine: Engine, url: str) -> None:
+    with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(text(f'DROP TABLE IF EXISTS "{table.name}" CASCADE'))
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    migrate.upgrade(url)
+
+
+# One job's events: INITIATED, REQUESTED, RECEIVED, ..., then its final status. Final statuses
+# mix like a real day: mostly COMPLETED, some CHALLENGED, DENIED, PREVENTED and HALTED.
+FINAL_STATUS_SQL = """
+    (ARRAY[6,6,6,6,6,6,6,6,6,6,6,6,6,6,2,8,7,9,9,6])[1 + (j * 7919) % 20]
+"""
+STEP_STATUS_SQL = f"""
+    CASE WHEN k = 9 THEN {FINAL_STATUS_SQL}
+         ELSE (ARRAY[0,1,3,4,5,0,1,3,4])[1 + k] END
+"""
+NAMES_SQL = """
+    (ARRAY['INITIATED','REQUESTED','CHALLENGED','RECEIVED','TRANSFERRED','PROCESSED',
+           'COMPLETED','PREVENTED','DENIED','HALTED'])[1 + {status}]
+"""
+JOB_TIME_SQL = "(:now - make_interval(secs => (:jobs - j) * :spacing))"
+
+LOAD_EVENTS = f"""
+INSERT INTO job_events
+    (id, job_guid, status, status_name, updated_at, received_at, dedup_key, payload)
+SELECT g,
+       'JOB-' || lpad(j::text, 9, '0'),
+       s,
+       {NAMES_SQL.format(status="s")},
+       t,
+       t + interval '1 second',
+       md5(g::text) || md5('event' || g::text),
+       jsonb_build_object(
+           'guid', 'JOB-' || lpad(j::text, 9, '0'),
+           'member_guid', 'MBR-' || lpad((j / {MEMBERS_DIVISOR})::text, 9, '0'),
+           'user_guid', 'USR-' || lpad((j / {MEMBERS_DIVISOR * 2})::text, 9, '0'),
+           'institution_guid', 'INS-' || lpad((j % {INSTITUTIONS})::text, 4, '0'),
+           'status', s,
+           'status_name', {NAMES_SQL.format(status="s")},
+           'is_authenticated', s NOT IN (7, 8),
+           'error_message', CASE WHEN s = 9 THEN 'institution unavailable' END,
+           'created_at', {JOB_TIME_SQL},
+           'updated_at', t)
+FROM (
+    SELECT g, (g - 1) / {EVENTS_PER_JOB} AS j, (g - 1) % {EVENTS_PER_JOB} AS k
+    FROM generate_series(1, :jobs * {EVENTS_PER_JOB}) AS g
+) AS events,
+LATERAL (SELECT {STEP_STATUS_SQL} AS s,
+                {JOB_TIME_SQL} + make_interval(secs => k * 3) AS t) AS derived
+"""
+
+LOAD_JOBS = f"""
+INSERT INTO jobs
+    (guid, member_guid, user_guid, institution_guid, status, status_name, is_authenticated,
+     error_message, created_at, started_at, updated_at, finished_at, current_event_id,
+     received_at, first_received_at)
+SELECT e.job_guid,
+       e.payload->>'member_guid', e.payload->>'user_guid', e.payload->>'institution_guid',
+       e.status, e.status_name, e.status NOT IN (7, 8),
+       e.payload->>'error_message',
+       e.updated_at - interval '27 seconds', e.updated_at - interval '26 seconds',
+       e.updated_at, e.updated_at, e.id, e.received_at, e.received_at - interval '27 seconds'
+FROM job_events AS e
+WHERE e.id % {EVENTS_PER_JOB} = 0
+"""
+
+LOAD_HANDLER_RUNS = """
+INSERT INTO handler_runs
+    (event_id, job_guid, handler, state, attempts, due_at, idempotency_key, created_at,
+     updated_at, finished_at)
+SELECT current_event_id, guid,
+       CASE status WHEN 2 THEN 'mfa_prompt' WHEN 6 THEN 'data_ready' WHEN 9 THEN 'alert'
+                   ELSE 'user_action_required' END,
+       'succeeded', 1, received_at, 'msg_' || md5(guid), received_at, received_at, received_at
+FROM jobs
+WHERE status IN (2, 6, 7, 8, 9)
+"""
+
+LOAD_REJECTED = """
+INSERT INTO rejected_deliveries
+    (endpoint, received_at, status_code, reason, details, content_type, body, body_truncated)
+SELECT 'jobs', :now - make_interval(secs => g * 60), 422, 'validation_failed',
+       '[{"field": "job.guid", "message": "Field required"}]'::jsonb, 'application/json',
+       convert_to('{"job": {"status": 2}}', 'UTF8'), false
+FROM generate_series(1, 10000) AS g
+"""
+
+
+def load(engine: Engine, jobs: int, now: datetime) -> None:
+    spacing = HISTORY_DAYS * 86400 / jobs  # jobs spread over the last HISTORY_DAYS days
+    params = {"jobs": jobs, "now": now, "spacing": spacing}
+    steps = [
+        ("job_events", LOAD_EVENTS, params),
+        ("jobs", LOAD_JOBS, {}),
+        ("handler_runs", LOAD_HANDLER_RUNS, {}),
+        ("rejected_deliveries", LOAD_REJECTED, {"now": now}),
+    ]
+    with engine.begin() as connection:
+        for table, statement, bound in steps:
+            started = time.perf_counter()
+            count = connection.execute(text(statement), bound).rowcount
+            print(f"  loaded {count:>9,} {table:<20} in {time.perf_counter() - started:5.1f} s")
+        for table in ("job_events", "handler_runs", "rejected_deliveries"):
+            connection.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT max(id) FROM {table}))"
+                )
+            )
+    # VACUUM sets the visibility map (index-only scans) and ANALYZE the planner's statistics.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        started = time.perf_counter()
+        connection.execute(text("VACUUM ANALYZE"))
+        print(f"  vacuum analyze in {time.perf_counter() - started:5.1f} s")
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def endpoints(jobs: int, secret_key: bytes, now: datetime) -> list[Endpoint]:
+    key = cursor_key(secret_key)
+    members = max(1, jobs // MEMBERS_DIVISOR)
+    spacing = HISTORY_DAYS * 86400 / jobs
+    unfiltered = cursor_scope("jobs", JobFilters().model_dump(mode="json"))
+
+    def job(rng: random.Random) -> str:
+        return f"JOB-{rng.randrange(jobs):09d}"
+
+    def member(rng: random.Random) -> str:
+        return f"MBR-{rng.randrange(members):09d}"
+
+    def deep_cursor(rng: random.Random) -> str:
+        # The position of a random job deep in the list: page N costs what page 1 does.
+        index = rng.randrange(jobs // 10, jobs)
+        at = now - timedelta(seconds=(jobs - index) * spacing) + timedelta(seconds=27)
+        cursor = encode_cursor(Position(at, f"JOB-{index:09d}"), unfiltered, key)
+        return f"/jobs?cursor={cursor}"
+
+    hour_ago = (now - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    day_ago = (now - timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    until = now.isoformat().replace("+00:00", "Z")
+    return [
+        Endpoint("GET /jobs/<guid>", lambda rng: f"/jobs/{job(rng)}", target=True),
+        Endpoint("GET /jobs?member_guid=", lambda rng: f"/jobs?member_guid={member(rng)}", True),
+        Endpoint("GET /members/<guid>/jobs", lambda rng: f"/members/{member(rng)}/jobs"),
+        Endpoint("GET /jobs (page 1, 50)", lambda rng: "/jobs"),
+        Endpoint("GET /jobs (deep cursor)", deep_cursor),
+        Endpoint("GET /jobs?status=9", lambda rng: "/jobs?status=9"),
+        Endpoint(
+            "GET /jobs?institution_guid=",
+            lambda rng: f"/jobs?institution_guid=INS-{rng.randrange(INSTITUTIONS):04d}",
+        ),
+        Endpoint("GET /jobs?updated_since=1h", lambda rng: f"/jobs?updated_since={hour_ago}"),
+        Endpoint("GET /stats (last hour)", lambda rng: f"/stats?since={hour_ago}&until={until}"),
+        Endpoint("GET /stats (last day)", lambda rng: f"/stats?since={day_ago}&until={until}"),
+        Endpoint("GET /rejected-deliveries", lambda rng: "/rejected-deliveries"),
+    ]
+
+
+Get = Callable[[str], int]
+
+
+def measure(get: Get, endpoint: Endpoint, count: int) -> list[float]:
+    rng = random.Random(endpoint.name)  # the same guids each run
+    for _ in range(min(50, count)):
+        assert get(endpoint.urls(rng)) == 200
+    samples = []
+    for _ in range(count):
+        url = endpoint.urls(rng)
+        started = time.perf_counter()
+        status = get(url)
+        samples.append(time.perf_counter() - started)
+        assert status == 200, (url, status)
+    return samples
+
+
+def p99(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[98]
+
+
+def report(title: str, get: Get, points: list[Endpoint], count: int) -> None:
+    print(f"\n{title}: {count} requests per endpoint, sequential, after 50 warm-up requests")
+    print(f"  {'endpoint':<30} {'median ms':>10} {'p99 ms':>8}")
+    for endpoint in points:
+        samples = measure(get, endpoint, count)
+        median_ms, p99_ms = statistics.median(samples) * 1000, p99(samples) * 1000
+        verdict = ""
+        if endpoint.target:
+            verdict = "  target p99 < 10 ms: " + ("met" if p99_ms < TARGET_MS else "MISSED")
+        print(f"  {endpoint.name:<30} {median_ms:>10.2f} {p99_ms:>8.2f}{verdict}")
+
+
+def test_client_get(client: FlaskClient) -> Get:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    def get(url: str) -> int:
+        return client.get(url, headers=headers).status_code
+
+    return get
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def web_command() -> list[str]:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            return shlex.split(line.split(":", 1)[1])
+    raise SystemExit("Procfile has no web process")
+
+
+@contextmanager
+def running_service(url: str) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "WEBHOOK_BASIC_AUTH": f"{BASIC[0]}:{BASIC[1]}",
+        "API_TOKENS": TOKEN,
+        "PORT": str(port),
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+    }
+    process = subprocess.Popen(
+        web_command(), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            raise SystemExit("web process did not become healthy")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def http_get(base: str) -> Get:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {TOKEN}"
+
+    def get(url: str) -> int:
+        return session.get(base + url).status_code
+
+    return get
+
+
+# ---------------------------------------------------------------- plans
+
+
+def explain(engine: Engine, title: str, statement: Select[Any]) -> None:
+    compiled = statement.compile(
+        dialect=engine.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    with engine.connect() as connection:
+        plan = connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON) " + str(compiled),
+            compiled.construct_params(),
+        ).scalars()
+        print(f"\n-- {title}")
+        for line in plan:
+            print(f"   {line}")
+
+
+def explain_all(engine: Engine, jobs: int, now: datetime) -> None:
+    rng = random.Random("explain")
+    guid = f"JOB-{rng.randrange(jobs):09d}"
+    member = f"MBR-{rng.randrange(jobs // MEMBERS_DIVISOR):09d}"
+    with engine.connect() as connection:
+        middle = connection.execute(
+            select(Job.updated_at, Job.guid).where(Job.guid == f"JOB-{jobs // 2:09d}")
+        ).one()
+    deep = Position(middle.updated_at, middle.guid)
+    hour_ago = now - timedelta(hours=1)
+    print("\nEXPLAIN (ANALYZE, BUFFERS) of the statements behind each endpoint")
+    explain(engine, "GET /jobs/<guid>: the job and its history", job_with_history(guid))
+    explain(engine, "GET /jobs/<guid>: handler runs", job_handler_runs(guid))
+    by_member = JobFilters(member_guid=member)
+    explain(engine, "GET /jobs?member_guid=: dated jobs", dated_jobs(by_member, None, 51))
+    explain(engine, "GET /jobs?member_guid=: undated jobs", undated_jobs(by_member, None, 46))
+    explain(engine, "GET /jobs: first page", dated_jobs(JobFilters(), None, 51))
+    explain(engine, "GET /jobs: page at the middle", dated_jobs(JobFilters(), deep, 51))
+    explain(engine, "GET /jobs?status=9", dated_jobs(JobFilters(status=[9]), None, 51))
+    by_institution = JobFilters(institution_guid="INS-0007")
+    explain(engine, "GET /jobs?institution_guid=", dated_jobs(by_institution, None, 51))
+    since = JobFilters(updated_since=hour_ago)
+    explain(engine, "GET /jobs?updated_since=1h", dated_jobs(since, None, 51))
+    explain(engine, "GET /stats (last hour)", status_counts_statement(hour_ago, now, []))
+    explain(
+        engine,
+        "GET /stats (last day)",
+        status_counts_statement(now - timedelta(days=1), now, []),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--reuse", action="store_true", help="keep data of the right size")
+    parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--no-explain", action="store_true")
+    args = parser.parse_args()
+    url = Settings.from_env({"DATABASE_URL": args.database_url}).database_url
+    if make_url(url).get_backend_name() != "postgresql":
+        raise SystemExit("bench/query.py needs PostgreSQL (generate_series, EXPLAIN ANALYZE)")
+    started = time.perf_counter()
+    ensure_database(url)
+    engine = make_engine(url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    if args.reuse and loaded_jobs(engine) == args.jobs:
+        with engine.connect() as connection:
+            newest = connection.execute(select(func.max(JobEvent.updated_at))).scalar_one()
+        now = newest
+        print(f"reusing {args.jobs:,} jobs already loaded")
+    else:
+        print(f"loading {args.jobs:,} jobs x {EVENTS_PER_JOB} events into {make_url(url).database}")
+        reset_schema(engine, url)
+        load(engine, args.jobs, now)
+    settings = Settings(database_url=url, basic_auth=(BASIC,), api_tokens=(TOKEN,))
+    points = endpoints(args.jobs, settings.secret_key, now)
+    app = create_app(settings)
+    report("Flask test client", test_client_get(app.test_client()), points, args.requests)
+    if not args.no_http:
+        with running_service(url) as base:
+            report(
+                "HTTP (gunicorn, one keep-alive connection)", http_get(base), points, args.requests
+            )
+    if not args.no_explain:
+        explain_all(engine, args.jobs, now)
+    engine.dispose()
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

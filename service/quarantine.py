@@ -1,0 +1,69 @@
+"""Quarantined deliveries: list them, and replay one (as stored, or fixed) through the normal ingest path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.errors import RejectedBody
+from service.ingest import HandlersFor, IngestResult, JobDelivery, ingest_job
+from service.models import RejectedDelivery
+from service.payload import parse_json
+from service.schemas import validate_job
+
+REPLAYABLE_ENDPOINTS = ("jobs",)
+
+
+class ReplayRefused(Exception):
+    """The delivery cannot be replayed: unknown, already replayed, or still invalid."""
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    rejected_id: int
+    result: IngestResult
+
+
+def list_rejected(session: Session, limit: int, include_replayed: bool) -> list[RejectedDelivery]:
+    statement = select(RejectedDelivery).order_by(RejectedDelivery.id.desc()).limit(limit)
+    if not include_replayed:
+        statement = statement.where(RejectedDelivery.replayed_at.is_(None))
+    return list(session.scalars(statement))
+
+
+def replay(
+    session: Session,
+    rejected_id: int,
+    handlers_for: HandlersFor,
+    fixed_body: bytes | None = None,
+) -> ReplayOutcome:
+    """Validate and ingest the stored (or corrected) body as if MX had just sent it."""
+    rejected = session.get(RejectedDelivery, rejected_id, with_for_update=True)
+    if rejected is None:
+        raise ReplayRefused(f"no quarantined delivery with id {rejected_id}")
+    if rejected.replayed_at is not None:
+        raise ReplayRefused(
+            f"delivery {rejected_id} was already replayed at {rejected.replayed_at}"
+        )
+    if rejected.endpoint not in REPLAYABLE_ENDPOINTS:
+        raise ReplayRefused(f"deliveries to {rejected.endpoint!r} cannot be replayed here")
+    body = fixed_body if fixed_body is not None else rejected.body
+    if body is None:
+        raise ReplayRefused(f"the body of delivery {rejected_id} was purged; pass a fixed body")
+    if fixed_body is None and rejected.body_truncated:
+        raise ReplayRefused(f"delivery {rejected_id} was cut at the size limit; pass a fixed body")
+    try:
+        job, raw = validate_job(parse_json(body))
+    except RejectedBody as error:
+        problems = "; ".join(f"{p.field or 'body'}: {p.message}" for p in error.details)
+        raise ReplayRefused(
+            f"still invalid: {error.message}{' — ' + problems if problems else ''}"
+        ) from None
+    now = datetime.now(UTC)
+    delivery = JobDelivery(job=job, raw=raw, received_at=now, delivery_id=rejected.delivery_id)
+    result = ingest_job(session, delivery, handlers_for)
+    rejected.replayed_at = now
+    return ReplayOutcome(rejected_id, result)

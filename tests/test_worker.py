@@ -1,0 +1,137 @@
+"""The claim/lease/outcome rules of the worker, in-process with an injected clock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from conftest import FakeClock
+from db_rows import rows
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+
+from service.db import make_session_factory, transaction
+from service.handlers import HandlerEvent
+from service.handlers.backoff import RetryPolicy
+from service.handlers.deliveries import utc_now
+from service.handlers.queue import claim_next, mark_failed, mark_succeeded
+from service.models import HandlerRun
+from service.worker import Worker
+
+
+def test_backoff_ceiling_doubles_from_the_base_and_is_capped() -> None:
+    policy = RetryPolicy(base_seconds=5, max_attempts=8, max_delay_seconds=100)
+    assert [policy.ceiling(n) for n in range(1, 7)] == [5, 10, 20, 40, 80, 100]
+    assert policy.delay(3, lambda: 0.5) == 10
+    assert policy.delay(8, lambda: 0.5) is None
+
+
+def test_an_expired_lease_is_claimed_again_and_the_old_holder_changes_nothing(
+    post_job: Callable[..., Any], engine: Engine, clock: FakeClock
+) -> None:
+    post_job(status=2)
+    sessions = make_session_factory(engine)
+    with transaction(sessions) as session:
+        first = claim_next(session, "worker-a", clock(), lease_seconds=30)
+    assert first is not None
+    with transaction(sessions) as session:
+        assert claim_next(session, "worker-b", clock(), lease_seconds=30) is None
+    clock.advance(30)
+    with transaction(sessions) as session:
+        second = claim_next(session, "worker-b", clock(), lease_seconds=30)
+    assert second is not None and second.id == first.id and second.attempts == 2
+    with transaction(sessions) as session:
+        assert mark_succeeded(session, second.id, "worker-b", clock())
+        assert not mark_failed(session, first.id, "worker-a", clock(), "late", None)
+    [run] = rows(engine, HandlerRun)
+    assert (run.state, run.last_error, run.locked_by) == ("succeeded", None, None)
+
+
+def test_a_run_whose_worker_died_every_time_goes_dead(
+    post_job: Callable[..., Any],
+    make_worker: Callable[..., Worker],
+    engine: Engine,
+    clock: FakeClock,
+) -> None:
+    post_job(status=2)
+    with engine.begin() as connection:
+        connection.execute(
+            update(HandlerRun).values(
+                state="running",
+                attempts=3,
+                locked_by="gone",
+                lease_expires_at=clock() - timedelta(seconds=1),
+            )
+        )
+    assert make_worker(handler_max_attempts=3).run_once()
+    [run] = rows(engine, HandlerRun)
+    assert run.state == "dead"
+    assert run.last_error == "the worker running it was lost on every attempt"
+
+
+def test_a_run_claimed_while_stopping_is_released_without_using_an_attempt(
+    post_job: Callable[..., Any], make_worker: Callable[..., Worker], engine: Engine
+) -> None:
+    post_job(status=2)
+    stopping = threading.Event()
+    stopping.set()
+    assert make_worker().run_once(stopping)
+    [run] = rows(engine, HandlerRun)
+    assert (run.state, run.attempts, run.locked_by, run.lease_expires_at) == (
+        "pending",
+        0,
+        None,
+        None,
+    )
+
+
+def test_the_lease_is_renewed_while_a_long_handler_runs(
+    post_job: Callable[..., Any], engine: Engine
+) -> None:
+    started, finish = threading.Event(), threading.Event()
+
+    def slow(event: HandlerEvent) -> None:
+        started.set()
+        finish.wait(10)
+
+    def worker(name: str) -> Worker:
+        return Worker(
+            sessions=make_session_factory(engine),
+            handlers={"mfa_prompt": slow},
+            policy=RetryPolicy(5, 8),
+            lease_seconds=0.6,
+            worker_id=name,
+            clock=utc_now,
+        )
+
+    post_job(status=2)
+    holder = threading.Thread(target=worker("holder").run_once)
+    holder.start()
+    try:
+        assert started.wait(10)
+        rival = worker("rival")
+        # Two lease lengths pass; the holder's renewals keep the run out of the rival's reach.
+        for _ in range(12):
+            assert not rival.run_once()
+            finish.wait(0.1)
+    finally:
+        finish.set()
+        holder.join(10)
+    [run] = rows(engine, HandlerRun)
+    assert (run.state, run.attempts) == ("succeeded", 1)
+
+
+def test_runs_are_claimed_oldest_due_first(
+    post_job: Callable[..., Any], make_worker: Callable[..., Worker]
+) -> None:
+    count = 3
+    seen: list[str] = []
+    for index in range(count):
+        post_job(guid=f"JOB-{index}", status=2)
+    worker = make_worker()
+    worker.handlers = {"mfa_prompt": lambda event: seen.append(event.job.guid)}
+    while worker.run_once():
+        pass
+    assert seen == [f"JOB-{index}" for index in range(count)]
