@@ -136,10 +136,10 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def run_wrk(url: str, seconds: int, load: Load) -> WrkResult:
+def wrk_command(url: str, seconds: int, load: Load) -> list[str]:
     # A fresh tag per run: every run posts job guids no earlier run has used on this database.
     tag = uuid.uuid4().hex[:10]
-    command = [
+    return [
         "wrk",
         f"--threads={load.threads}",
         f"--connections={load.connections}",
@@ -152,8 +152,15 @@ def run_wrk(url: str, seconds: int, load: Load) -> WrkResult:
         tag,
         authorization_header(),
     ]
+
+
+def run_wrk(url: str, seconds: int, load: Load) -> WrkResult:
     finished = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + 60, check=False
+        wrk_command(url, seconds, load),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
     )
     if finished.returncode != 0:
         raise SystemExit(f"wrk failed ({finished.returncode}): {finished.stderr.strip()}")

@@ -37,7 +37,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         handlers_for=plan,
     )
     for blueprint in (
-        webhooks.bp, token_endpoint.bp, api.bp, admin.bp, health.bp, docs.bp, status_page.bp
+        webhooks.bp,
+        token_endpoint.bp,
+        api.bp,
+        admin.bp,
+        health.bp,
+        docs.bp,
+        status_page.bp,
     ):
         app.register_blueprint(blueprint)
     _register_request_id(app)

@@ -1,4 +1,4 @@
-"""Readiness checks shared by `jobhooks check` and GET /readyz: database reachable, schema current."""
+"""Readiness checks for `jobhooks check` and GET /readyz: database reachable, schema current."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the status page shows, as plain queries: recent jobs with timelines, 24 h counts, dead runs."""
+"""What the status page shows, as plain queries: recent jobs, 24 h counts, dead runs."""
 
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def insert_for(session: Session, table: Any) -> Any:
-    """An INSERT that knows ON CONFLICT for the session's dialect (SQLite and PostgreSQL share it)."""
+    """An INSERT with ON CONFLICT for the session's dialect (SQLite and PostgreSQL share it)."""
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)

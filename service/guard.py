@@ -1,4 +1,4 @@
-"""Wires the failed-authentication limiter into every request: refuse blocked addresses, count 401s."""
+"""Wires the failed-authentication limiter into requests: refuse blocked addresses, count 401s."""
 
 from __future__ import annotations
 

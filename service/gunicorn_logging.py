@@ -1,4 +1,4 @@
-"""Gunicorn's own logs (errors and access) as the same one-JSON-object-a-line format as the app's."""
+"""Gunicorn's own logs (errors and access) in the app's one-JSON-object-a-line format."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Liveness, readiness and metrics: no authentication (metrics: optional token) for probes and scrapers."""
+"""Liveness, readiness and metrics: open to probes and scrapers (metrics: optional token)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Prometheus metrics: counters from the web processes, and gauges read from the database at scrape.
 
-Under gunicorn every worker is a separate process, so counters and histograms use prometheus-client's
-multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set up in gunicorn_conf.py) and /metrics merges all
-workers. Queue depth, oldest due run and jobs by status come from the database at scrape time, so they
-are right however many web and worker processes run on however many machines.
+Under gunicorn every worker is a separate process, so counters and histograms use
+prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set up in gunicorn_conf.py) and
+/metrics merges all workers. Queue depth, oldest due run and jobs by status come from the database
+at scrape time, so they are right however many web and worker processes run on however many
+machines.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from service.models import HandlerRun, Job
 
 WEBHOOKS_RECEIVED = Counter(
     "jobhooks_webhooks_received_total",
-    "Webhook deliveries by endpoint and outcome (accepted, duplicate, stale, rejected, unauthorized).",
+    "Webhook deliveries by endpoint and outcome "
+    "(accepted, duplicate, stale, rejected, unauthorized).",
     ["endpoint", "outcome", "reason"],
 )
 REQUEST_DURATION = Histogram(
@@ -66,7 +68,9 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = datetime.now(UTC)
         runs = GaugeMetricFamily(
-            "jobhooks_handler_runs", "Handler runs by handler and state.", labels=["handler", "state"]
+            "jobhooks_handler_runs",
+            "Handler runs by handler and state.",
+            labels=["handler", "state"],
         )
         depth = GaugeMetricFamily(
             "jobhooks_handler_queue_depth", "Pending handler runs that are due now."

@@ -1,4 +1,4 @@
-"""Tables: jobs (current state), job_events (history), handler_runs (outbox), rejected_deliveries."""
+"""Tables: jobs (current state), job_events (history), handler_runs (outbox), quarantine, ..."""
 
 from __future__ import annotations
 

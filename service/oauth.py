@@ -18,7 +18,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 
 from service.auth import basic_credentials, bearer_token
 
-TOKEN_SALT = "jobhooks.oauth.access-token"
+TOKEN_SALT = "jobhooks.oauth.access-token"  # noqa: S105 - a namespace, not a secret
 
 
 class TokenRequestError(Exception):

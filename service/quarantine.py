@@ -1,4 +1,4 @@
-"""Quarantined deliveries: list them, and replay one (as stored, or fixed) through the normal ingest path."""
+"""Quarantined deliveries: list them; replay one (as stored, or fixed) through the normal ingest."""
 
 from __future__ import annotations
 

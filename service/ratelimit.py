@@ -1,9 +1,10 @@
 """Failed-authentication limiting per client address, shared by every process through the database.
 
-Each failure increments a per-address counter for the current fixed window with one upsert, so N web
-processes on M machines see one global count. A process that sees the count over the limit remembers the
-block in memory until the window ends and refuses that address before looking at its credentials —
-guessing stops even when a guess would have been right. Successful requests never touch the table.
+Each failure increments a per-address counter for the current fixed window with one upsert, so N
+web processes on M machines see one global count. A process that sees the count over the limit
+remembers the block in memory until the window ends and refuses that address before looking at its
+credentials, so guessing stops even when a guess would have been right. Successful requests never
+touch the table.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -93,6 +94,21 @@ def test_wrong_credentials_are_refused_with_basic_challenge(
     assert_error_shape(response, 401, "unauthorized")
     assert "Basic" in response.headers["WWW-Authenticate"]
     assert count(engine, JobEvent) == 0
+
+
+def test_credentials_never_reach_the_logs(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = basic_header(BASIC_USER, "wrong-password-4711")
+    client.post(JOBS_URL, json={"job": job_body()}, headers=wrong)
+    client.post(JOBS_URL, json={"job": {"status": "x"}}, headers=basic_header())
+    client.post(JOBS_URL, json={"job": job_body()}, headers=basic_header())
+
+    logged = " ".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
+    assert caplog.records
+    for secret in ("wrong-password-4711", BASIC_PASSWORD, wrong["Authorization"].split()[1]):
+        assert secret not in logged
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""MX's OAuth 2 client-credentials mode: POST /oauth/token issues tokens the ingest endpoint accepts."""
+"""MX's OAuth 2 client credentials: POST /oauth/token issues tokens the ingest endpoint accepts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`jobhooks purge --older-than` drops raw payloads and quarantined bodies, keeps compact history."""
+"""`jobhooks purge --older-than` drops raw payloads and quarantined bodies, keeps history."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The operator status page at /: protected, server-rendered, and working in a real headless Chromium."""
+"""The operator status page at /: protected, server-rendered, working in headless Chromium."""
 
 from __future__ import annotations
 

@@ -108,9 +108,7 @@ def upgrade() -> None:
         sa.Column("body_truncated", sa.Boolean(), nullable=False, server_default=sa.false()),
         timestamp("replayed_at"),
     )
-    op.create_index(
-        "ix_rejected_deliveries_received_at", "rejected_deliveries", ["received_at"]
-    )
+    op.create_index("ix_rejected_deliveries_received_at", "rejected_deliveries", ["received_at"])
 
 
 def downgrade() -> None:

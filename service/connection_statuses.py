@@ -1,0 +1,112 @@
+"""MX member connection statuses as data: id, name, meaning, whether the user must act, handlers.
+
+Source: MX's published list of member connection statuses (Nexus/Platform API, "Members
+Overview" -> "Member Connection Statuses",
+docs.mx.com/api-reference/nexus/reference/01-members-overview) and the CONNECTION_STATUS webhook
+page (docs.mx.com/resources/webhooks/connection-status), which names the end-user-actionable
+statuses that trigger the webhook: CHALLENGED, DENIED, EXPIRED, IMPAIRED, IMPEDED, LOCKED,
+PREVENTED, REJECTED. The numbering differs from job statuses (job CHALLENGED is 2, connection
+CHALLENGED is 3). A member without credentials has a null status; ids MX adds later are stored as
+sent and trigger nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+USER_ACTION = ("user_action_required",)
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    code: int
+    name: str
+    meaning: str
+    end_user_actionable: bool = False
+    handlers: tuple[str, ...] = ()
+    # Counts toward the institution-outage alert: many members of one institution here at once.
+    outage_signal: bool = False
+
+
+CONNECTION_STATUSES: dict[int, ConnectionStatus] = {
+    status.code: status
+    for status in (
+        ConnectionStatus(0, "CREATED", "new member, not aggregated yet"),
+        ConnectionStatus(
+            1,
+            "PREVENTED",
+            "three failed logins in a row; MX locked it until credentials are re-entered",
+            True,
+            USER_ACTION,
+        ),
+        ConnectionStatus(2, "DENIED", "the credentials are invalid", True, USER_ACTION),
+        ConnectionStatus(
+            3,
+            "CHALLENGED",
+            "waiting for the end user's MFA answer (not an error; becomes EXPIRED if unanswered)",
+            True,
+            ("mfa_prompt",),
+        ),
+        ConnectionStatus(
+            4, "REJECTED", "an MFA challenge was answered incorrectly", True, USER_ACTION
+        ),
+        ConnectionStatus(
+            5,
+            "LOCKED",
+            "the institution blocks authentication; the end user must contact it",
+            True,
+            USER_ACTION,
+        ),
+        ConnectionStatus(6, "CONNECTED", "authenticated; data is aggregating"),
+        ConnectionStatus(
+            7,
+            "DEGRADED",
+            "aggregation failed several times recently, often institution trouble",
+            outage_signal=True,
+        ),
+        ConnectionStatus(8, "DISCONNECTED", "aggregation has kept failing for a long time"),
+        ConnectionStatus(9, "DISCONTINUED", "the connection to this institution is discontinued"),
+        ConnectionStatus(10, "CLOSED", "the member was marked closed"),
+        ConnectionStatus(11, "DELAYED", "aggregation is taking longer than usual"),
+        ConnectionStatus(12, "FAILED", "aggregation failed without connecting"),
+        ConnectionStatus(13, "UPDATED", "credentials were updated; no connection attempt yet"),
+        ConnectionStatus(14, "DISABLED", "aggregation is paused for this institution"),
+        ConnectionStatus(15, "IMPORTED", "imported member; MX has no credentials for it"),
+        ConnectionStatus(16, "RESUMED", "an MFA answer was received and is being checked"),
+        ConnectionStatus(
+            17, "EXPIRED", "the MFA challenge was not answered in time", True, USER_ACTION
+        ),
+        ConnectionStatus(
+            18,
+            "IMPAIRED",
+            "credentials are missing; the end user must provide them",
+            True,
+            USER_ACTION,
+            outage_signal=True,
+        ),
+        ConnectionStatus(19, "PENDING", "waiting for the end user to finish connecting"),
+        ConnectionStatus(
+            20,
+            "IMPEDED",
+            "the end user's attention is required at the institution's website",
+            True,
+            USER_ACTION,
+        ),
+    )
+}
+
+CONNECTION_CODES_BY_NAME: dict[str, int] = {s.name: s.code for s in CONNECTION_STATUSES.values()}
+
+
+def connection_status(code: int | None, name: str | None) -> ConnectionStatus | None:
+    """Look a status up by id, or by name when MX sent only the name."""
+    if code is not None:
+        return CONNECTION_STATUSES.get(code)
+    if name is not None and name.upper() in CONNECTION_CODES_BY_NAME:
+        return CONNECTION_STATUSES[CONNECTION_CODES_BY_NAME[name.upper()]]
+    return None
+
+
+def connection_handlers(code: int | None, name: str | None) -> tuple[str, ...]:
+    known = connection_status(code, name)
+    return known.handlers if known else ()
