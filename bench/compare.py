@@ -99,6 +99,8 @@ class Run:
     # Peak RSS of the largest serving process (a gunicorn worker, or the webhook process).
     worker_rss_mb: float
     workers: int
+    # CPU time of all serving processes over the run, per completed request.
+    worker_cpu_ms_per_request: float
     non2xx: int
     statuses: dict[str, int]
     socket_errors: dict[str, int]
@@ -167,32 +169,49 @@ def run_wrk(url: str, seconds: int, load: Load) -> WrkResult:
     return parse_wrk(finished.stdout)
 
 
-class RssSampler:
-    """Peak RSS per serving process while a load runs; workers may be replaced, so re-list them."""
+class WorkerSampler:
+    """Peak RSS and CPU time of the serving processes while a load runs.
+
+    CPU per request is the figure a busy machine disturbs least: waiting for a CPU or for the
+    database stretches latency but does not add CPU time to the worker. The database's own CPU
+    is not in it. Workers may be replaced mid-run, so the processes are listed at every sample.
+    """
 
     def __init__(self, receiver: Receiver) -> None:
         self._receiver = receiver
         self._peaks: dict[int, int] = {}
+        self._cpu_first: dict[int, float] = {}
+        self._cpu_last: dict[int, float] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> WorkerSampler:
+        self._sample()
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(RSS_SAMPLE_SECONDS):
+            self._sample()
 
     def _sample(self) -> None:
-        while not self._stop.is_set():
-            for process in self._receiver.serving_processes():
-                try:
+        for process in self._receiver.serving_processes():
+            try:
+                with process.oneshot():
                     rss = process.memory_info().rss
-                except psutil.NoSuchProcess:
-                    continue
-                self._peaks[process.pid] = max(rss, self._peaks.get(process.pid, 0))
-            self._stop.wait(RSS_SAMPLE_SECONDS)
+                    times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            # Reaped children count too: webhook's /bin/true runs are part of its work.
+            cpu = times.user + times.system + times.children_user + times.children_system
+            self._peaks[process.pid] = max(rss, self._peaks.get(process.pid, 0))
+            self._cpu_first.setdefault(process.pid, cpu)
+            self._cpu_last[process.pid] = cpu
 
     @property
     def peak_mb(self) -> float:
@@ -202,9 +221,13 @@ class RssSampler:
     def processes(self) -> int:
         return len(self._peaks)
 
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu_last[pid] - first for pid, first in self._cpu_first.items())
+
 
 def measure_one(database: str, receiver: Receiver, round_number: int, load: Load) -> Run:
-    with RssSampler(receiver) as rss:
+    with WorkerSampler(receiver) as sampler:
         result = run_wrk(receiver.url, load.seconds, load)
     run = Run(
         database=database,
@@ -214,8 +237,9 @@ def measure_one(database: str, receiver: Receiver, round_number: int, load: Load
         requests_per_second=result.requests_per_second,
         p50_ms=result.p50_ms,
         p99_ms=result.p99_ms,
-        worker_rss_mb=rss.peak_mb,
-        workers=rss.processes,
+        worker_rss_mb=sampler.peak_mb,
+        workers=sampler.processes,
+        worker_cpu_ms_per_request=sampler.cpu_seconds * 1000 / max(result.requests, 1),
         non2xx=result.non2xx,
         statuses=result.statuses,
         socket_errors=result.socket_errors,
@@ -223,7 +247,8 @@ def measure_one(database: str, receiver: Receiver, round_number: int, load: Load
     print(
         f"  {database:<10} round {round_number} {receiver.name:<8} "
         f"{run.requests_per_second:8.0f} req/s  p50 {run.p50_ms:7.2f} ms  "
-        f"p99 {run.p99_ms:7.2f} ms  rss {run.worker_rss_mb:5.1f} MB  non-2xx {run.non2xx}",
+        f"p99 {run.p99_ms:7.2f} ms  rss {run.worker_rss_mb:5.1f} MB  "
+        f"cpu {run.worker_cpu_ms_per_request:5.2f} ms/req  non-2xx {run.non2xx}",
         flush=True,
     )
     return run

@@ -2,9 +2,10 @@
 
 Starts the Procfile web command (as bench/compare.py does), drives it with wrk and
 bench/wrk_post.lua, samples each gunicorn worker with `py-spy record --idle` (so waits on the
-database and on fsync count too) and sums the stacks into the ingest path's parts.
+database and on fsync count too; --cpu-only leaves them out) and sums the stacks into the ingest
+path's parts.
 
-    .venv/bin/python bench/profile_ingest.py [--database postgres|sqlite] [--seconds 15]
+    .venv/bin/python bench/profile_ingest.py [--database postgres|sqlite] [--seconds 15] [--cpu-only]
 
 Needs py-spy (`.venv/bin/pip install py-spy`) and permission to ptrace the workers (root, or
 kernel.yama.ptrace_scope=0). Raw stacks go to bench/out/profile-<database>-<pid>.txt; feed them to
@@ -112,7 +113,7 @@ def database_url(kind: str, postgres_url: str) -> Iterator[str]:
         yield f"sqlite:///{directory}/bench.db"
 
 
-def profile(kind: str, url: str, seconds: int, rate: int, load: Load) -> None:
+def profile(kind: str, url: str, seconds: int, rate: int, load: Load, idle: bool) -> None:
     py_spy = shutil.which("py-spy", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     if py_spy is None:
         raise SystemExit("py-spy not found; install with: .venv/bin/pip install py-spy")
@@ -139,7 +140,7 @@ def profile(kind: str, url: str, seconds: int, rate: int, load: Load) -> None:
                     str(seconds),
                     "--rate",
                     str(rate),
-                    "--idle",
+                    *(["--idle"] if idle else []),
                     "--nonblocking",  # do not pause the worker to sample it; skews less
                     "--format",
                     "raw",
@@ -164,9 +165,9 @@ def profile(kind: str, url: str, seconds: int, rate: int, load: Load) -> None:
     print(
         f"{kind}: {result.requests_per_second:.0f} req/s, p50 {result.p50_ms:.1f} ms, "
         f"p99 {result.p99_ms:.1f} ms under py-spy; {sum(stacks.values())} samples from "
-        f"{len(workers)} workers at {rate} Hz"
+        f"{len(workers)} workers at {rate} Hz, {'wall' if idle else 'CPU'} time"
     )
-    print("\nshare of worker wall time (samples whose stack contains the part):")
+    print(f"\nshare of worker {'wall' if idle else 'CPU'} time (samples whose stack has the part):")
     for name, share in part_shares(stacks):
         print(f"  {share:6.1%}  {name}")
     print("\nself time by package of the leaf frame:")
@@ -185,6 +186,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
+        "--cpu-only",
+        action="store_true",
+        help="sample only while the worker runs on a CPU (default: wall time, waits included)",
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_DATABASE_URL", ceilings.DEFAULT_POSTGRES_URL),
     )
@@ -192,7 +198,7 @@ def main() -> None:
     require_binaries("wrk")
     load = Load(args.seconds, 3, args.connections, 2, 1)
     with database_url(args.database, args.postgres_url) as url:
-        profile(args.database, url, args.seconds, args.rate, load)
+        profile(args.database, url, args.seconds, args.rate, load, idle=not args.cpu_only)
 
 
 if __name__ == "__main__":

@@ -413,7 +413,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--jobs", type=int, default=100_000)
-    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--reuse", action="store_true", help="keep data of the right size")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--no-explain", action="store_true")
@@ -429,6 +429,7 @@ def main() -> None:
         with engine.connect() as connection:
             newest = connection.execute(select(func.max(JobEvent.updated_at))).scalar_one()
         now = newest
+        migrate.upgrade(url)  # later migrations may have landed since the load
         print(f"reusing {args.jobs:,} jobs already loaded")
     else:
         print(f"loading {args.jobs:,} jobs x {EVENTS_PER_JOB} events into {make_url(url).database}")

@@ -9,7 +9,16 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service import admin, api, docs, health, status_page, token_endpoint, webhooks
+from service import (
+    admin,
+    api,
+    docs,
+    health,
+    members_api,
+    status_page,
+    token_endpoint,
+    webhooks,
+)
 from service.config import Settings
 from service.context import EXTENSION_KEY, AppState
 from service.db import make_engine, make_session_factory
@@ -40,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         webhooks.bp,
         token_endpoint.bp,
         api.bp,
+        members_api.bp,
         admin.bp,
         health.bp,
         docs.bp,
@@ -95,9 +105,11 @@ def _register_error_handlers(app: Flask) -> None:
         return json_response(unavailable.body(), unavailable.status, unavailable.headers)
 
     @app.errorhandler(DataError)
-    def unusable_value(error: DataError) -> Response:
+    @app.errorhandler(OverflowError)
+    def unusable_value(error: DataError | OverflowError) -> Response:
         # The database refused a value the caller sent (a NUL in text, a number past its column):
         # the request is at fault, and calling it an outage would have clients retry it forever.
+        # PostgreSQL reports a too-large number as DataError; SQLite's driver as OverflowError.
         log(logger, "value refused by the database", logging.WARNING, error=type(error).__name__)
         refused = BadRequest("a value in the request is out of range or contains a NUL character")
         return json_response(refused.body(), refused.status, refused.headers)

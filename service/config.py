@@ -53,6 +53,12 @@ class Settings:
     handler_lease_seconds: float = 60.0
     handler_timeout_seconds: float = 10.0
     worker_poll_seconds: float = 0.5
+    # A job CHALLENGED and a connection-status CHALLENGED of one member within this prompt once.
+    prompt_dedup_window_seconds: int = 600
+    # OUTAGE_MEMBER_THRESHOLD members of one institution IMPAIRED or DEGRADED within the window
+    # raise one institution alert per window.
+    outage_window_seconds: int = 900
+    outage_member_threshold: int = 10
     handler_plan: HandlerPlan = ()
     secret_key_setting: str | None = field(default=None, repr=False)
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -95,6 +101,9 @@ class Settings:
             handler_lease_seconds=_positive_float("HANDLER_LEASE_SECONDS", env, 60.0),
             handler_timeout_seconds=_positive_float("HANDLER_TIMEOUT_SECONDS", env, 10.0),
             worker_poll_seconds=_positive_float("WORKER_POLL_SECONDS", env, 0.5),
+            prompt_dedup_window_seconds=_positive_int("PROMPT_DEDUP_WINDOW_SECONDS", env, 600),
+            outage_window_seconds=_positive_int("OUTAGE_WINDOW_SECONDS", env, 900),
+            outage_member_threshold=_positive_int("OUTAGE_MEMBER_THRESHOLD", env, 10),
             handler_plan=_handler_plan(env.get("HANDLERS", "")),
             secret_key_setting=_optional_secret_key(env.get("SECRET_KEY")),
             extra={k: v for k, v in env.items() if k.startswith("JOBHOOKS_")},

@@ -1,13 +1,13 @@
-"""MX member connection statuses as data: id, name, meaning, whether the user must act, handlers.
+"""MX member connection statuses as data: id, name, meaning, whether the end user must act.
 
 Source: MX's published list of member connection statuses (Nexus/Platform API, "Members
-Overview" -> "Member Connection Statuses",
-docs.mx.com/api-reference/nexus/reference/01-members-overview) and the CONNECTION_STATUS webhook
-page (docs.mx.com/resources/webhooks/connection-status), which names the end-user-actionable
-statuses that trigger the webhook: CHALLENGED, DENIED, EXPIRED, IMPAIRED, IMPEDED, LOCKED,
-PREVENTED, REJECTED. The numbering differs from job statuses (job CHALLENGED is 2, connection
-CHALLENGED is 3). A member without credentials has a null status; ids MX adds later are stored as
-sent and trigger nothing.
+Overview" → "Member Connection Statuses",
+https://docs.mx.com/api-reference/nexus/reference/01-members-overview) and the CONNECTION_STATUS
+webhook page (https://docs.mx.com/resources/webhooks/connection-status), which names the
+end-user-actionable statuses that trigger the webhook: CHALLENGED, DENIED, EXPIRED, IMPAIRED,
+IMPEDED, LOCKED, PREVENTED, REJECTED. The numbering differs from job statuses (job CHALLENGED is
+2, connection CHALLENGED is 3). A member without credentials has a null status; ids MX adds later
+are stored as sent and trigger nothing.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ CONNECTION_STATUSES: dict[int, ConnectionStatus] = {
         ConnectionStatus(
             17, "EXPIRED", "the MFA challenge was not answered in time", True, USER_ACTION
         ),
+        # One member missing credentials is the user's to fix; many members of one institution
+        # at once usually means the institution changed its login form.
         ConnectionStatus(
             18,
             "IMPAIRED",
@@ -96,6 +98,10 @@ CONNECTION_STATUSES: dict[int, ConnectionStatus] = {
 }
 
 CONNECTION_CODES_BY_NAME: dict[str, int] = {s.name: s.code for s in CONNECTION_STATUSES.values()}
+OUTAGE_SIGNAL_CODES: tuple[int, ...] = tuple(
+    code for code, status in CONNECTION_STATUSES.items() if status.outage_signal
+)
+CHALLENGED_CODE = CONNECTION_CODES_BY_NAME["CHALLENGED"]
 
 
 def connection_status(code: int | None, name: str | None) -> ConnectionStatus | None:
@@ -107,6 +113,64 @@ def connection_status(code: int | None, name: str | None) -> ConnectionStatus | 
     return None
 
 
+def resolved_status(code: int | None, name: str | None) -> tuple[int | None, str | None]:
+    """(id, name) as stored: our name for a known id, the id for a known name sent alone, and
+    for a status MX added after us, whatever it sent."""
+    known = connection_status(code, name)
+    if known is None:
+        return code, name
+    return known.code, known.name
+
+
 def connection_handlers(code: int | None, name: str | None) -> tuple[str, ...]:
     known = connection_status(code, name)
     return known.handlers if known else ()
+
+
+def is_outage_signal(code: int | None) -> bool:
+    return code in OUTAGE_SIGNAL_CODES
+
+
+@dataclass(frozen=True)
+class StatusCorrespondence:
+    """A job status and the connection statuses MX reports for the same situation."""
+
+    job_status: int
+    job_name: str
+    connection_statuses: tuple[str, ...]
+    note: str = ""
+
+
+# Job statuses describe one aggregation; connection statuses describe the member across
+# aggregations, so the correspondence is many-to-many and only meant for reading both together.
+JOB_TO_CONNECTION: tuple[StatusCorrespondence, ...] = (
+    StatusCorrespondence(0, "INITIATED", ("CREATED", "UPDATED", "RESUMED"), "a refresh started"),
+    StatusCorrespondence(1, "REQUESTED", ("CREATED", "UPDATED", "RESUMED")),
+    StatusCorrespondence(
+        2, "CHALLENGED", ("CHALLENGED",), "the same MFA challenge; one prompt for both"
+    ),
+    StatusCorrespondence(3, "RECEIVED", ("CONNECTED",), "aggregation is under way"),
+    StatusCorrespondence(4, "TRANSFERRED", ("CONNECTED",)),
+    StatusCorrespondence(5, "PROCESSED", ("CONNECTED",)),
+    StatusCorrespondence(6, "COMPLETED", ("CONNECTED",)),
+    StatusCorrespondence(7, "PREVENTED", ("PREVENTED",)),
+    StatusCorrespondence(
+        8,
+        "DENIED",
+        ("DENIED", "REJECTED", "EXPIRED"),
+        "job DENIED covers bad credentials (DENIED) and a wrong or missing MFA answer",
+    ),
+    StatusCorrespondence(
+        9,
+        "HALTED",
+        ("DEGRADED", "FAILED", "DISCONNECTED", "LOCKED", "IMPEDED", "DELAYED"),
+        "a failure the user cannot fix from the job alone; the connection status says which",
+    ),
+)
+
+
+def connection_statuses_for_job(job_status: int) -> tuple[str, ...]:
+    for row in JOB_TO_CONNECTION:
+        if row.job_status == job_status:
+            return row.connection_statuses
+    return ()

@@ -9,7 +9,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
+from service.connection_statuses import connection_handlers
 from service.ingest import HandlersFor
+from service.member_ingest import ConnectionHandlersFor
 
 EXTENSION_KEY = "jobhooks"
 
@@ -20,6 +22,8 @@ class AppState:
     engine: Engine
     sessions: sessionmaker[Session]
     handlers_for: HandlersFor
+    # The built-in connection-status table; HANDLERS configures job statuses only.
+    connection_handlers_for: ConnectionHandlersFor = connection_handlers
 
 
 def current_state() -> AppState:

@@ -48,6 +48,9 @@ TEMPLATE = """<!doctype html>
 <h1>{{ doc.info.title }} API <small>{{ doc.info.version }}</small></h1>
 <p>{{ doc.info.description }}</p>
 <p>Machine-readable: <a href="openapi.json">openapi.json</a> (OpenAPI {{ doc.openapi }}).</p>
+<ul>{% for op in operations %}<li><a href="#{{ op.operationId }}"><span class="method {{ op.method
+}}">{{ op.method }}</span> <code>{{ op.path }}</code></a> {{ op.summary }}</li>{% endfor %}
+<li><a href="#schemas">Schemas</a></li></ul>
 {% for tag in doc.tags %}
 <h2 id="{{ tag.name | replace(' ', '-') }}">{{ tag.name }}</h2><p>{{ tag.description }}</p>
 {% for op in operations if op.tags[0] == tag.name %}
@@ -69,7 +72,9 @@ TEMPLATE = """<!doctype html>
 {% for status, response in op.responses.items() %}<li><code>{{ status }}</code>
 {{ response.description or doc.components.responses[status].description }}
 {% for media, body in (response.content or {}).items() %} &mdash; <code>{{ media }}</code>
-<code>{{ body.schema | compact }}</code>{% endfor %}</li>{% endfor %}</ul>
+<code>{{ body.schema | compact }}</code>
+{% if body.example %}<pre>{{ body.example | pretty }}</pre>{% endif %}{% endfor %}</li>
+{% endfor %}</ul>
 </div>
 {% endfor %}{% endfor %}
 <h2 id="schemas">Schemas</h2>

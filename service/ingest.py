@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_
 from sqlalchemy.orm import Session
 
+from service.cross_source import learn_institution
 from service.db import HANDLER_RUNS_CHANNEL, insert_for, notify
 from service.models import HandlerRun, Job, JobEvent, RejectedDelivery
 from service.schemas import JobCallback
@@ -56,6 +57,9 @@ def ingest_job(session: Session, delivery: JobDelivery, handlers_for: HandlersFo
     event_id = _insert_event(session, delivery)
     if event_id is None:
         return IngestResult(Outcome.DUPLICATE)
+    job = delivery.job
+    if job.member_guid is not None and job.institution_guid is not None:
+        learn_institution(session, job.member_guid, job.institution_guid)
     if not _advance_current_state(session, delivery, event_id):
         return IngestResult(Outcome.STALE, event_id)
     handlers = handlers_for(delivery.job.status)

@@ -34,6 +34,7 @@ class JobEvent(Base):
         UniqueConstraint("dedup_key", name="uq_job_events_dedup_key"),
         UniqueConstraint("delivery_id", name="uq_job_events_delivery_id"),
         Index("ix_job_events_job_guid_updated_at", "job_guid", "updated_at"),
+        Index("ix_job_events_updated_at_status", "updated_at", "status"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -52,6 +53,14 @@ class Job(Base):
     """A job's current state: the fields of its event with the latest updated_at."""
 
     __tablename__ = "jobs"
+    # Each ends in (updated_at, guid), the keyset order of GET /jobs (migration 0002).
+    __table_args__ = (
+        Index("ix_jobs_updated_at_guid", "updated_at", "guid"),
+        Index("ix_jobs_member_guid_updated_at_guid", "member_guid", "updated_at", "guid"),
+        Index("ix_jobs_user_guid_updated_at_guid", "user_guid", "updated_at", "guid"),
+        Index("ix_jobs_institution_guid_updated_at_guid", "institution_guid", "updated_at", "guid"),
+        Index("ix_jobs_status_updated_at_guid", "status", "updated_at", "guid"),
+    )
 
     guid: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
     member_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
@@ -102,7 +111,7 @@ class RejectedDelivery(Base):
     """An authenticated body we could not accept, kept so an operator can fix and replay it."""
 
     __tablename__ = "rejected_deliveries"
-    __table_args__ = (Index("ix_rejected_deliveries_received_at", "received_at"),)
+    __table_args__ = (Index("ix_rejected_deliveries_received_at_id", "received_at", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     endpoint: Mapped[str] = mapped_column(String(100))
@@ -125,3 +134,77 @@ class AuthFailure(Base):
     client_address: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
+
+
+class MemberEvent(Base):
+    """One CONNECTION_STATUS delivery as MX sent it; the raw body is kept verbatim."""
+
+    __tablename__ = "member_events"
+    __table_args__ = (
+        UniqueConstraint("dedup_key", name="uq_member_events_dedup_key"),
+        UniqueConstraint("delivery_id", name="uq_member_events_delivery_id"),
+        Index("ix_member_events_member_guid_event_at", "member_guid", "event_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_guid: Mapped[str] = mapped_column(String(GUID_LENGTH))
+    user_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    connection_status_id: Mapped[int | None] = mapped_column(Integer)
+    connection_status: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    connection_status_message: Mapped[str | None] = mapped_column(Text)
+    # The body carries no time; see member_ingest.event_time for where this one came from.
+    event_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    event_at_source: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    dedup_key: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+
+
+class Member(Base):
+    """A member's current connection state: the fields of its event with the latest event_at."""
+
+    __tablename__ = "members"
+    __table_args__ = (
+        Index("ix_members_event_at_guid", "event_at", "guid"),
+        Index(
+            "ix_members_connection_status_id_event_at_guid",
+            "connection_status_id",
+            "event_at",
+            "guid",
+        ),
+        Index("ix_members_user_guid_event_at_guid", "user_guid", "event_at", "guid"),
+        Index("ix_members_institution_guid_event_at_guid", "institution_guid", "event_at", "guid"),
+    )
+
+    guid: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
+    user_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    # Not in the CONNECTION_STATUS body: learned from the member's job callbacks.
+    institution_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    connection_status_id: Mapped[int | None] = mapped_column(Integer)
+    connection_status: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    connection_status_message: Mapped[str | None] = mapped_column(Text)
+    event_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    current_event_id: Mapped[int] = mapped_column(BigId, ForeignKey("member_events.id"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MemberPrompt(Base):
+    """When a member was last prompted, so a job and a connection status prompt the user once."""
+
+    __tablename__ = "member_prompts"
+
+    member_guid: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
+    handler: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_prompted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InstitutionAlert(Base):
+    """When operators were last alerted about an institution, so an outage alerts once a window."""
+
+    __tablename__ = "institution_alerts"
+
+    institution_guid: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
+    last_alerted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    member_count: Mapped[int] = mapped_column(Integer)

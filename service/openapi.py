@@ -9,20 +9,29 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from service.connection_schemas import (
+    ConnectionStatusCallback,
+    MemberDetailOut,
+    MemberListOut,
+    MembersQuery,
+)
 from service.handlers.queue import MAX_LIST_LIMIT
 from service.schemas import (
     ErrorOut,
+    EventOut,
     HandlerRunListOut,
     HandlerRunOut,
     JobCallback,
     JobDetailOut,
     JobListOut,
+    JobOut,
     JobsQuery,
     PageQuery,
     RejectedDeliveryListOut,
@@ -55,6 +64,40 @@ EXAMPLE_JOB: dict[str, Any] = {
     "updated_at": "2026-11-25T10:00:30+00:00",
     "finished_at": "2026-11-25T10:00:30+00:00",
 }
+
+
+def example_job_detail() -> dict[str, Any]:
+    """Built through the response models, so the example cannot drift from the schema."""
+    received = datetime(2026, 11, 25, 10, 0, 31, tzinfo=UTC)
+    updated = datetime(2026, 11, 25, 10, 0, 30, tzinfo=UTC)
+    job = JobOut.model_validate({**EXAMPLE_JOB, "received_at": received})
+    event = EventOut(
+        id=1042,
+        status=9,
+        status_name="HALTED",
+        updated_at=updated,
+        received_at=received,
+        current=True,
+        payload=EXAMPLE_JOB,
+    )
+    run = HandlerRunOut(
+        id=77,
+        event_id=1042,
+        job_guid=EXAMPLE_JOB["guid"],
+        handler="alert",
+        state="succeeded",
+        attempts=1,
+        due_at=received,
+        last_error=None,
+        idempotency_key="msg_5f0c2b8e9d1a4c3b8e7f6a5d4c3b2a19",
+        created_at=received,
+        updated_at=received,
+        finished_at=received,
+    )
+    detail = JobDetailOut(job=job, history=[event], handler_runs=[run])
+    return detail.model_dump(mode="json")
+
+
 EXAMPLE_CONNECTION_STATUS: dict[str, Any] = {
     "action": "CHANGED",
     "type": "CONNECTION_STATUS",
@@ -64,24 +107,8 @@ EXAMPLE_CONNECTION_STATUS: dict[str, Any] = {
     "member_guid": "MBR-7c6f361b-e582-15b6-60c0-358f12466b4b",
     "user_guid": "USR-fa7537f3-48aa-a683-a02a-b18940482f54",
 }
-# No model parses this body yet; the shape is MX's CONNECTION_STATUS webhook as documented.
-CONNECTION_STATUS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": True,
-    "required": ["member_guid"],
-    "properties": {
-        "action": {"type": "string", "examples": ["CHANGED"]},
-        "type": {"type": "string", "examples": ["CONNECTION_STATUS"]},
-        "connection_status": {"type": ["string", "null"]},
-        "connection_status_id": {"type": ["integer", "null"]},
-        "connection_status_message": {"type": ["string", "null"]},
-        "member_guid": {"type": "string"},
-        "user_guid": {"type": ["string", "null"]},
-    },
-}
-
 ERROR_RESPONSES: dict[str, str] = {
-    "400": "a query parameter or the cursor is invalid",
+    "400": "malformed: a bad query parameter or cursor, or a body that is not JSON",
     "401": "credentials are missing or wrong",
     "404": "nothing has this identifier",
     "409": "the resource is not in a state that allows this",
@@ -104,6 +131,7 @@ class Operation:
     ok_model: type[BaseModel] | None = None
     ok_schema: dict[str, Any] | None = None
     ok_media_type: str = "application/json"
+    ok_example: dict[str, Any] | None = None
     query_model: type[BaseModel] | None = None
     query_exclude: frozenset[str] = frozenset()
     path_params: tuple[tuple[str, str, dict[str, Any]], ...] = ()
@@ -154,7 +182,7 @@ TOKEN_RESPONSE_SCHEMA: dict[str, Any] = {
 }
 
 
-def operations(job_body: dict[str, Any]) -> tuple[Operation, ...]:
+def operations(job_body: dict[str, Any], connection_body: dict[str, Any]) -> tuple[Operation, ...]:
     wrapped = {"job": EXAMPLE_JOB}
     return (
         Operation(
@@ -185,7 +213,7 @@ def operations(job_body: dict[str, Any]) -> tuple[Operation, ...]:
             WEBHOOK_AUTH,
             ok_status="204",
             ok_description="stored; MX must not resend",
-            body_schema=CONNECTION_STATUS_SCHEMA,
+            body_schema=connection_body,
             body_examples={"challenged": {"value": EXAMPLE_CONNECTION_STATUS}},
             errors=("400", "401", "413", "415", "422", "503"),
         ),
@@ -222,6 +250,7 @@ def operations(job_body: dict[str, Any]) -> tuple[Operation, ...]:
             "jobs",
             API_AUTH,
             ok_model=JobDetailOut,
+            ok_example=example_job_detail(),
             path_params=(_guid_param("guid", "the job's guid"),),
             errors=("401", "404", "503"),
             description="History is ordered by updated_at; `current` marks the job's state.",
@@ -237,6 +266,26 @@ def operations(job_body: dict[str, Any]) -> tuple[Operation, ...]:
             query_exclude=frozenset({"member_guid"}),
             path_params=(_guid_param("member_guid", "the member's guid"),),
             errors=("400", "401", "503"),
+        ),
+        Operation(
+            "get",
+            "/members",
+            "List members by current connection status, newest first",
+            "members",
+            API_AUTH,
+            ok_model=MemberListOut,
+            query_model=MembersQuery,
+            errors=("400", "401", "503"),
+        ),
+        Operation(
+            "get",
+            "/members/{member_guid}",
+            "One member: connection status, its history, and the first page of jobs",
+            "members",
+            API_AUTH,
+            ok_model=MemberDetailOut,
+            path_params=(_guid_param("member_guid", "the member's guid"),),
+            errors=("401", "404", "503"),
         ),
         Operation(
             "get",
@@ -280,6 +329,16 @@ def operations(job_body: dict[str, Any]) -> tuple[Operation, ...]:
             ok_model=RejectedDeliveryListOut,
             query_model=PageQuery,
             errors=("400", "401", "503"),
+        ),
+        Operation(
+            "get",
+            "/",
+            "Status page for operators",
+            "operations",
+            [*API_AUTH, {"apiTokenBasic": []}],
+            ok_schema={"type": "string"},
+            ok_media_type="text/html",
+            errors=("401", "503"),
         ),
         Operation(
             "get",
@@ -335,6 +394,7 @@ def openapi_document() -> dict[str, Any]:
     """Built once per process: the models and the operation table are fixed at import time."""
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (JobCallback, "validation"),
+        (ConnectionStatusCallback, "validation"),
         (ErrorOut, "serialization"),
         (HandlerRunOut, "serialization"),
         *((op_model, "serialization") for op_model in _ok_models()),
@@ -348,7 +408,7 @@ def openapi_document() -> dict[str, Any]:
         ]
     }
     paths: dict[str, dict[str, Any]] = {}
-    for op in operations(job_body):
+    for op in operations(job_body, refs[(ConnectionStatusCallback, "validation")]):
         paths.setdefault(op.path, {})[op.method] = _operation(op, refs)
     return {
         "openapi": OPENAPI_VERSION,
@@ -366,6 +426,7 @@ def openapi_document() -> dict[str, Any]:
         "tags": [
             {"name": "webhooks", "description": "what MX calls"},
             {"name": "jobs", "description": "job history and current state"},
+            {"name": "members", "description": "member connection statuses (MX's newer model)"},
             {"name": "handler runs", "description": "the actions statuses trigger"},
             {"name": "quarantine", "description": "bodies that could not be accepted"},
             {"name": "operations", "description": "probes, metrics and this documentation"},
@@ -386,7 +447,7 @@ def openapi_document() -> dict[str, Any]:
 
 
 def _ok_models() -> list[type[BaseModel]]:
-    return [op.ok_model for op in operations({}) if op.ok_model is not None]
+    return [op.ok_model for op in operations({}, {}) if op.ok_model is not None]
 
 
 def _operation(op: Operation, refs: Mapping[tuple[Any, JsonSchemaMode], Any]) -> Any:
@@ -394,6 +455,8 @@ def _operation(op: Operation, refs: Mapping[tuple[Any, JsonSchemaMode], Any]) ->
     schema = refs[(op.ok_model, "serialization")] if op.ok_model else op.ok_schema
     if schema is not None and op.ok_status != "204":
         ok["content"] = {op.ok_media_type: {"schema": schema}}
+        if op.ok_example is not None:
+            ok["content"][op.ok_media_type]["example"] = op.ok_example
     operation: dict[str, Any] = {
         "operationId": re.sub(r"[^A-Za-z0-9]+", "_", f"{op.method} {op.path}").strip("_"),
         "summary": op.summary,
@@ -481,6 +544,11 @@ def _security_schemes() -> dict[str, Any]:
             "type": "http",
             "scheme": "basic",
             "description": "an OAuth client id and secret from WEBHOOK_OAUTH_CLIENTS",
+        },
+        "apiTokenBasic": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "any user name with one of API_TOKENS as the password (for browsers)",
         },
         "apiBearer": {
             "type": "http",

@@ -12,8 +12,14 @@ READ_CHUNK_BYTES = 16 * 1024
 MAX_NESTING = 64
 
 
-def read_limited(stream: IO[bytes], limit: int) -> tuple[bytes, bool]:
-    """Read at most `limit` bytes; the flag says whether the body went on past the limit."""
+def read_limited(
+    stream: IO[bytes], limit: int, declared_length: int | None = None
+) -> tuple[bytes, bool]:
+    """Read at most `limit` bytes; the flag says whether the body went on past the limit.
+
+    `declared_length` is the Content-Length: a body that ends short of it was cut off in transit,
+    and its fragment must not be taken (or quarantined) as what the sender meant.
+    """
     chunks: list[bytes] = []
     remaining = limit + 1
     while remaining > 0:
@@ -26,6 +32,8 @@ def read_limited(stream: IO[bytes], limit: int) -> tuple[bytes, bool]:
         chunks.append(chunk)
         remaining -= len(chunk)
     body = b"".join(chunks)
+    if declared_length is not None and len(body) < min(declared_length, limit + 1):
+        raise UnreadableBody("the connection closed before Content-Length bytes arrived")
     return body[:limit], len(body) > limit
 
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.connection_schemas import validate_connection_status
+from service.connection_statuses import connection_handlers
 from service.errors import RejectedBody
 from service.ingest import HandlersFor, IngestResult, JobDelivery, ingest_job
+from service.member_ingest import ConnectionDelivery, ingest_connection_status
 from service.models import RejectedDelivery
 from service.payload import parse_json
 from service.schemas import validate_job
 
-REPLAYABLE_ENDPOINTS = ("jobs",)
+REPLAYABLE_ENDPOINTS = ("jobs", "connection-status")
 
 
 class ReplayRefused(Exception):
@@ -55,15 +59,43 @@ def replay(
         raise ReplayRefused(f"the body of delivery {rejected_id} was purged; pass a fixed body")
     if fixed_body is None and rejected.body_truncated:
         raise ReplayRefused(f"delivery {rejected_id} was cut at the size limit; pass a fixed body")
+    now = datetime.now(UTC)
     try:
-        job, raw = validate_job(parse_json(body))
+        document = parse_json(body)
+        if rejected.endpoint == "connection-status":
+            # The body has no time of its own: it happened when MX sent it, not now, so a
+            # newer status that arrived meanwhile stays current.
+            result = _replay_connection_status(
+                session, document, rejected.received_at, rejected.delivery_id
+            )
+        else:
+            result = _replay_job(session, document, now, rejected.delivery_id, handlers_for)
     except RejectedBody as error:
         problems = "; ".join(f"{p.field or 'body'}: {p.message}" for p in error.details)
         raise ReplayRefused(
             f"still invalid: {error.message}{' — ' + problems if problems else ''}"
         ) from None
-    now = datetime.now(UTC)
-    delivery = JobDelivery(job=job, raw=raw, received_at=now, delivery_id=rejected.delivery_id)
-    result = ingest_job(session, delivery, handlers_for)
     rejected.replayed_at = now
     return ReplayOutcome(rejected_id, result)
+
+
+def _replay_job(
+    session: Session,
+    document: Any,
+    now: datetime,
+    delivery_id: str | None,
+    handlers_for: HandlersFor,
+) -> IngestResult:
+    job, raw = validate_job(document)
+    delivery = JobDelivery(job=job, raw=raw, received_at=now, delivery_id=delivery_id)
+    return ingest_job(session, delivery, handlers_for)
+
+
+def _replay_connection_status(
+    session: Session, document: Any, received_at: datetime, delivery_id: str | None
+) -> IngestResult:
+    callback, raw = validate_connection_status(document)
+    delivery = ConnectionDelivery(
+        callback=callback, raw=raw, received_at=received_at, delivery_id=delivery_id
+    )
+    return ingest_connection_status(session, delivery, connection_handlers)

@@ -97,10 +97,11 @@ def list_jobs(
     one OR, which would stop either from being an index scan: dated jobs past the cursor first,
     then, once those run out, undated ones.
 
-    Walking with next_cursor returns each job exactly once, even while events arrive: a job that
-    moves ahead of the cursor (a newer event) is not repeated, and new jobs land ahead of it. A
-    job whose updated_at moves ahead of the cursor during the walk is seen by the next walk; a
-    client keeping in sync starts that one with updated_since set to when the previous one began.
+    A walk with next_cursor never serves a job twice and serves every job whose updated_at stays
+    put, even while events arrive: new jobs and jobs moved forward by a newer event land ahead of
+    the cursor, late (older) events do not move a job. A job moved forward before the walk reached
+    it is served by the next walk; a client keeping in sync starts that one with updated_since
+    set to when the previous walk began.
     """
     rows: list[Job] = []
     if after is None or after.at is not None:
@@ -126,7 +127,11 @@ def undated_jobs(filters: JobFilters, after_guid: str | None, limit: int) -> Sel
     conditions = [*_job_conditions(filters), Job.updated_at.is_(None)]
     if after_guid is not None:
         conditions.append(Job.guid < after_guid)
-    return select(Job).where(*conditions).order_by(Job.guid.desc()).limit(limit)
+    # updated_at is NULL in every row here, so ordering by it changes nothing, but it is what
+    # lets PostgreSQL read the rows in order off the (..., updated_at, guid) index, unsorted.
+    return (
+        select(Job).where(*conditions).order_by(Job.updated_at.desc(), Job.guid.desc()).limit(limit)
+    )
 
 
 def _job_conditions(filters: JobFilters) -> list[ColumnElement[bool]]:

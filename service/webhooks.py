@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from service.auth import (
     signature_matches,
 )
 from service.config import Settings
+from service.connection_schemas import validate_connection_status
 from service.context import current_state
 from service.db import transaction
 from service.errors import (
@@ -31,6 +33,7 @@ from service.errors import (
 )
 from service.ingest import IngestResult, JobDelivery, Rejection, ingest_job, quarantine
 from service.logs import log
+from service.member_ingest import ConnectionDelivery, ingest_connection_status
 from service.metrics import record_webhook
 from service.models import GUID_LENGTH
 from service.oauth import signing_key, token_is_valid
@@ -40,7 +43,16 @@ from service.schemas import validate_job
 bp = Blueprint("webhooks", __name__)
 logger = logging.getLogger("jobhooks.webhooks")
 
-Accept = Callable[[Session, Any, str | None, datetime], IngestResult]
+
+@dataclass(frozen=True)
+class Arrival:
+    delivery_id: str | None
+    received_at: datetime
+    # webhook-timestamp, only when a Standard Webhooks signature over it was verified.
+    signed_at: datetime | None = None
+
+
+Accept = Callable[[Session, Any, Arrival], IngestResult]
 
 
 @bp.post("/webhooks/mx/jobs")
@@ -48,11 +60,16 @@ def receive_job() -> Response:
     return _receive("jobs", _accept_job)
 
 
-def _accept_job(
-    session: Session, document: Any, delivery_id: str | None, received_at: datetime
-) -> IngestResult:
+@bp.post("/webhooks/mx/connection-status")
+def receive_connection_status() -> Response:
+    return _receive("connection-status", _accept_connection_status)
+
+
+def _accept_job(session: Session, document: Any, arrival: Arrival) -> IngestResult:
     job, raw = validate_job(document)
-    delivery = JobDelivery(job=job, raw=raw, received_at=received_at, delivery_id=delivery_id)
+    delivery = JobDelivery(
+        job=job, raw=raw, received_at=arrival.received_at, delivery_id=arrival.delivery_id
+    )
     result = ingest_job(session, delivery, current_state().handlers_for)
     log(
         logger,
@@ -67,11 +84,34 @@ def _accept_job(
     return result
 
 
+def _accept_connection_status(session: Session, document: Any, arrival: Arrival) -> IngestResult:
+    callback, raw = validate_connection_status(document)
+    delivery = ConnectionDelivery(
+        callback=callback,
+        raw=raw,
+        received_at=arrival.received_at,
+        delivery_id=arrival.delivery_id,
+        signed_at=arrival.signed_at,
+    )
+    result = ingest_connection_status(session, delivery, current_state().connection_handlers_for)
+    log(
+        logger,
+        "connection status callback",
+        member_guid=callback.member_guid,
+        connection_status_id=callback.connection_status_id,
+        connection_status=callback.connection_status,
+        outcome=result.outcome.value,
+        event_id=result.event_id,
+        handler_runs=len(result.handler_run_ids),
+    )
+    return result
+
+
 def _receive(endpoint: str, accept: Accept) -> Response:
     state = current_state()
     received_at = datetime.now(UTC)
     try:
-        body, too_large = _read_authenticated_body(state.settings)
+        body, too_large, signed_at = _read_authenticated_body(state.settings)
     except Unauthorized:
         record_webhook(endpoint, "unauthorized")
         raise
@@ -79,7 +119,7 @@ def _receive(endpoint: str, accept: Accept) -> Response:
     try:
         document = _checked_document(body, too_large, delivery_id, state.settings)
         with transaction(state.sessions) as session:
-            result = accept(session, document, delivery_id, received_at)
+            result = accept(session, document, Arrival(delivery_id, received_at, signed_at))
     except RejectedBody as rejection:
         _quarantine(endpoint, rejection, body, too_large, delivery_id, received_at)
         record_webhook(endpoint, "rejected", rejection.code)
@@ -89,21 +129,39 @@ def _receive(endpoint: str, accept: Accept) -> Response:
     return Response(status=204)
 
 
-def _read_authenticated_body(settings: Settings) -> tuple[bytes, bool]:
-    """Authenticate before parsing anything; a signature needs the body, the others do not."""
+def _read_authenticated_body(settings: Settings) -> tuple[bytes, bool, datetime | None]:
+    """Authenticate before parsing anything; a signature needs the body, the others do not.
+
+    Also returns the signing time when a signature was verified (connection statuses use it).
+    """
     limit = settings.max_body_bytes
-    if _header_credentials_pass(request.headers.get("Authorization"), settings):
-        return read_limited(request.stream, limit)
     signed_headers = {name: request.headers.get(name, "") for name in SIGNATURE_HEADERS}
-    if settings.signing_secrets and has_signature_headers(signed_headers):
-        body, too_large = read_limited(request.stream, limit)
+    signed = bool(settings.signing_secrets) and has_signature_headers(signed_headers)
+    if _header_credentials_pass(request.headers.get("Authorization"), settings):
+        body, too_large = read_limited(request.stream, limit, request.content_length)
+        verified = (
+            signed
+            and not too_large
+            and signature_matches(body, signed_headers, settings.signing_secrets)
+        )
+        return body, too_large, _signature_time(signed_headers) if verified else None
+    if signed:
+        body, too_large = read_limited(request.stream, limit, request.content_length)
         if too_large:
             # Too big to verify: refuse without quarantining bytes nobody vouched for.
             raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
         if signature_matches(body, signed_headers, settings.signing_secrets):
-            return body, too_large
+            return body, too_large, _signature_time(signed_headers)
     challenge = BASIC_CHALLENGE if settings.basic_auth else None
     raise Unauthorized("valid webhook credentials are required", challenge)
+
+
+def _signature_time(signed_headers: Mapping[str, str]) -> datetime | None:
+    """webhook-timestamp (Unix seconds); the verifier already checked it is recent."""
+    try:
+        return datetime.fromtimestamp(int(signed_headers["webhook-timestamp"]), UTC)
+    except (KeyError, ValueError, OverflowError, OSError):
+        return None
 
 
 def _header_credentials_pass(authorization: str | None, settings: Settings) -> bool:

@@ -33,8 +33,9 @@ from service.db import (
 )
 from service.handlers.backoff import RetryPolicy
 from service.handlers.deliveries import Clock, utc_now
-from service.handlers.event import Handler
+from service.handlers.event import Handler, HandlerEvent
 from service.handlers.queue import (
+    any_due,
     claim_next,
     handler_event,
     mark_failed,
@@ -70,10 +71,15 @@ class Worker:
 
     def run_once(self, stop: threading.Event | None = None) -> bool:
         """Claim and run one due run; False when none was due."""
+        # Its own transaction: on SQLite a read that later tries to write can fail outright.
+        with transaction(self.sessions) as session:
+            if not any_due(session, self.clock()):
+                return False
         with transaction(self.sessions) as session:
             run = claim_next(session, self.worker_id, self.clock(), self.lease_seconds)
-        if run is None:
-            return False
+            if run is None:
+                return False
+            event = _load_event(session, run)
         if stop is not None and stop.is_set():
             # Shutting down between claim and start: hand it back instead of sitting on a lease.
             with transaction(self.sessions) as session:
@@ -86,24 +92,17 @@ class Worker:
             return True
         log(logger, "handler run started", **_fields(run))
         with self._lease(run.id):
-            error = self._execute(run)
+            error = self._execute(run, event)
         self._record(run, error)
         return True
 
-    def _execute(self, run: HandlerRun) -> str | None:
+    def _execute(self, run: HandlerRun, event: HandlerEvent | str) -> str | None:
         """Run the handler; its failure, whatever it is, becomes the run's error, not ours."""
         handler = self.handlers.get(run.handler)
         if handler is None:
             return f"no handler named {run.handler!r} is registered"
-        # A database error here propagates: an outage is not the run's fault, and the lease
-        # brings the run back once the database does.
-        with transaction(self.sessions) as session:
-            try:
-                event = handler_event(session, run)
-            except ValidationError as error:
-                return (
-                    f"stored event no longer matches the job schema: {error.error_count()} errors"
-                )
+        if isinstance(event, str):
+            return event
         try:
             handler(event)
         except Exception as error:  # user code may raise anything; all of it is a failed attempt
@@ -157,6 +156,14 @@ class Worker:
         finally:
             done.set()
             keeper.join()
+
+
+def _load_event(session: Session, run: HandlerRun) -> HandlerEvent | str:
+    """The run's typed event, or why it cannot be built (then the attempt fails, not the worker)."""
+    try:
+        return handler_event(session, run)
+    except ValidationError as error:
+        return f"stored event no longer matches the job schema: {error.error_count()} errors"
 
 
 def _fields(run: HandlerRun) -> dict[str, Any]:

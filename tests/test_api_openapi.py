@@ -8,9 +8,11 @@ import re
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
+from service.connection_schemas import ConnectionStatusCallback
 from service.openapi import openapi_document
 from service.schemas import JobCallback
 
@@ -29,6 +31,7 @@ CONTRACT_ENDPOINTS = [
     ("get", "/openapi.json"),
     ("get", "/docs"),
     ("get", "/stats"),
+    ("get", "/"),
 ]
 
 
@@ -110,6 +113,28 @@ def test_every_schema_reference_resolves(document: dict[str, Any]) -> None:
     text = str(document)
     for name in re.findall(r"#/components/schemas/([A-Za-z0-9_]+)", text):
         assert name in document["components"]["schemas"]
+
+
+def test_every_route_of_the_app_is_described(app: Flask, document: dict[str, Any]) -> None:
+    described = {
+        (method, re.sub(r"\{[^}]+\}", "{}", path))
+        for path, item in document["paths"].items()
+        for method in item
+    }
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<[^>]+>", "{}", rule.rule)
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            assert (method.lower(), path) in described, f"{method} {rule.rule} is undocumented"
+
+
+def test_connection_status_body_comes_from_its_model(document: dict[str, Any]) -> None:
+    body = document["paths"]["/webhooks/mx/connection-status"]["post"]["requestBody"]
+    content = body["content"]["application/json"]
+    assert content["schema"] == {"$ref": "#/components/schemas/ConnectionStatusCallback"}
+    for example in content["examples"].values():
+        ConnectionStatusCallback.model_validate(example["value"])
 
 
 def test_openapi_json_is_served_without_auth(client: FlaskClient) -> None:

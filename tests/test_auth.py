@@ -6,6 +6,8 @@ import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from service.auth import (
@@ -158,3 +160,24 @@ def test_signature_refuses_tampered_stale_or_unverifiable_deliveries(
     body: bytes, headers: dict[str, str], secrets: tuple[str, ...]
 ) -> None:
     assert not signature_matches(body, headers, secrets)
+
+
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=80)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    authorization=st.none() | header_text,
+    msg_id=header_text,
+    timestamp=header_text | st.integers().map(str),
+    signature=header_text,
+    body=st.binary(max_size=64),
+)
+def test_no_header_or_body_makes_a_credential_check_raise(
+    authorization: str | None, msg_id: str, timestamp: str, signature: str, body: bytes
+) -> None:
+    headers = {"webhook-id": msg_id, "webhook-timestamp": timestamp, "webhook-signature": signature}
+
+    assert basic_auth_matches(authorization, PAIRS) in (True, False)
+    assert bearer_matches(authorization, TOKENS) in (True, False)
+    assert not signature_matches(body, headers, (SECRET, OTHER_SECRET))

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import app_state, basic_header, job_body
 from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from service.app import create_app
 from service.config import DEFAULT_DATABASE_URL, DEFAULT_MAX_BODY_BYTES, ConfigError, Settings
@@ -194,3 +197,36 @@ def test_command_line_reports_a_malformed_setting_in_one_line(tmp_path: Path) ->
     assert "Traceback" not in finished.stderr
     error_lines = [line for line in finished.stderr.splitlines() if "DATABASE_URL" in line]
     assert len(error_lines) == 1
+
+
+SETTING_NAMES = (
+    "DATABASE_URL",
+    "PORT",
+    "WEBHOOK_BASIC_AUTH",
+    "WEBHOOK_SIGNING_SECRETS",
+    "API_TOKENS",
+    "NOTIFY_URL",
+    "ALERT_URL",
+    "MAX_BODY_BYTES",
+    "HANDLER_RETRY_BASE_SECONDS",
+    "HANDLER_MAX_ATTEMPTS",
+    "JOBHOOKS_ALLOW_UNAUTHENTICATED",
+)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    environment=st.dictionaries(
+        st.sampled_from(SETTING_NAMES),
+        st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40),
+        max_size=4,
+    )
+)
+def test_any_environment_either_parses_or_raises_one_line_config_error(
+    environment: dict[str, str],
+) -> None:
+    try:
+        Settings.from_env(environment)
+    except ConfigError as error:
+        assert "\n" not in str(error)
+        assert str(error).split(":", 1)[0] in SETTING_NAMES

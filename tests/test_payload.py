@@ -29,6 +29,25 @@ def test_read_limited_stops_one_byte_past_the_limit(size: int, limit: int, too_l
     assert stream.tell() <= limit + 1  # never reads the rest of an oversized body
 
 
+@pytest.mark.parametrize(
+    ("size", "declared", "limit"), [(10, 10, 100), (200, 1000, 100), (0, 0, 100), (5, None, 100)]
+)
+def test_body_as_long_as_declared_or_past_the_limit_is_complete(
+    size: int, declared: int | None, limit: int
+) -> None:
+    body, _ = read_limited(io.BytesIO(b"x" * size), limit, declared)
+
+    assert len(body) == min(size, limit)
+
+
+@pytest.mark.parametrize(("size", "declared", "limit"), [(10, 20, 100), (50, 1000, 100)])
+def test_body_shorter_than_its_content_length_is_unreadable(
+    size: int, declared: int, limit: int
+) -> None:
+    with pytest.raises(UnreadableBody):
+        read_limited(io.BytesIO(b"x" * size), limit, declared)
+
+
 class BrokenOffStream(io.BytesIO):
     """A request body whose connection fails part way, as a WSGI server reports it."""
 

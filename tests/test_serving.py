@@ -4,102 +4,32 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shlex
 import socket
 import subprocess
-import sys
-import time
+import threading
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import API_TOKEN, BASIC_PASSWORD, BASIC_USER, job_body
 from db_rows import count, rows
-from sqlalchemy.engine import Engine
+from procfile import (
+    HTTP_TIMEOUT_SECONDS,
+    REPO_ROOT,
+    STARTUP_TIMEOUT_SECONDS,
+    Served,
+    free_port,
+    process_environment,
+    procfile_commands,
+    serve_web,
+)
 
-from service.db import make_engine
 from service.models import HandlerRun, Job, JobEvent, RejectedDelivery
 
 pytestmark = pytest.mark.serving
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-STARTUP_TIMEOUT_SECONDS = 30
-STOP_TIMEOUT_SECONDS = 15
-HTTP_TIMEOUT_SECONDS = 10
-
-
-def procfile_commands() -> dict[str, list[str]]:
-    commands = {}
-    for line in (REPO_ROOT / "Procfile").read_text().splitlines():
-        name, sep, command = line.partition(":")
-        if sep and name.strip() and not name.startswith("#"):
-            commands[name.strip()] = shlex.split(command.strip())
-    return commands
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def process_environment(database_url: str, **extra: str) -> dict[str, str]:
-    """The contract's variables on top of a clean PATH that finds the project's gunicorn first."""
-    keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
-    environment = {name: os.environ[name] for name in keep if name in os.environ}
-    environment["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    environment["DATABASE_URL"] = database_url
-    environment.update(extra)
-    return environment
-
-
-@dataclass(frozen=True)
-class Served:
-    base_url: str
-    engine: Engine
-    log_path: Path
-
-
-def wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            if requests.get(f"{base_url}/healthz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass  # the master has bound the port before any worker is ready to answer
-        time.sleep(0.1)
-    pytest.fail(f"gunicorn did not answer /healthz in {STARTUP_TIMEOUT_SECONDS}s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-
-
-def run_release(environment: Mapping[str, str]) -> None:
-    finished = subprocess.run(
-        procfile_commands()["release"],
-        cwd=REPO_ROOT,
-        env=dict(environment),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert finished.returncode == 0, finished.stderr
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -119,34 +49,9 @@ def served_database_url(
 
 @pytest.fixture(scope="module")
 def served(served_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    database_url = served_database_url
-    tmp_path = tmp_path_factory.mktemp("gunicorn")
-    port = free_port()
-    environment = process_environment(
-        database_url,
-        PORT=str(port),
-        WEBHOOK_BASIC_AUTH=f"{BASIC_USER}:{BASIC_PASSWORD},mx-old:rotated-out-soon",
-        API_TOKENS=API_TOKEN,
-        WEB_CONCURRENCY="2",
-    )
-    run_release(environment)
-    log_path = tmp_path / "gunicorn.log"
-    engine = make_engine(database_url)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            procfile_commands()["web"],
-            cwd=REPO_ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            wait_until_healthy(process, base_url, log_path)
-            yield Served(base_url, engine, log_path)
-        finally:
-            stop(process)
-            engine.dispose()
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    with serve_web(served_database_url, log_path) as served:
+        yield served
 
 
 def unique_guid(label: str) -> str:
@@ -189,6 +94,28 @@ def test_procfile_web_process_stores_a_delivery_posted_over_http(served: Served)
     assert detail.json()["job"]["updated_at"] == "2026-11-25T10:00:30Z"
     ready = requests.get(f"{served.base_url}/readyz", timeout=HTTP_TIMEOUT_SECONDS)
     assert ready.status_code == 200
+
+
+def post_when_both_ready(
+    served: Served, document: dict[str, object], barrier: threading.Barrier
+) -> int:
+    barrier.wait()
+    return post_job(served, document).status_code
+
+
+def test_procfile_web_process_stores_racing_copies_of_a_delivery_once(served: Served) -> None:
+    for _ in range(3):
+        guid = unique_guid("race")
+        body = {"job": job_body(guid=guid, status=9, status_name="HALTED")}
+        barrier = threading.Barrier(2, timeout=HTTP_TIMEOUT_SECONDS)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(post_when_both_ready, served, body, barrier) for _ in "ab"]
+            statuses = [future.result() for future in futures]
+
+        assert statuses == [204, 204]
+        assert count(served.engine, JobEvent, job_guid=guid) == 1
+        assert count(served.engine, HandlerRun, job_guid=guid, handler="alert") == 1
 
 
 def test_procfile_web_process_reads_a_chunked_body(served: Served) -> None:
@@ -250,10 +177,11 @@ def test_procfile_web_process_answers_errors_as_json_over_http(served: Served) -
 
 
 def raw_http(served: Served, request_bytes: bytes) -> bytes:
-    """Send bytes no HTTP client library would produce; return the whole answer."""
+    """Send bytes no HTTP client library would produce, then stop sending; return the answer."""
     host, port = served.base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=HTTP_TIMEOUT_SECONDS) as connection:
         connection.sendall(request_bytes)
+        connection.shutdown(socket.SHUT_WR)
         answer = b""
         while chunk := connection.recv(65536):
             answer += chunk
@@ -261,26 +189,31 @@ def raw_http(served: Served, request_bytes: bytes) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "chunked_body",
-    [b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}}}}\r\n0\r\n\r\n"],
-    ids=["bad-chunk-size", "missing-terminator"],
+    ("framing", "body"),
+    [
+        ("Transfer-Encoding: chunked", b"zz\r\n{}\r\n0\r\n\r\n"),
+        ("Transfer-Encoding: chunked", b"2\r\n{}}}}\r\n0\r\n\r\n"),
+        ("Content-Length: 500", b'{"job": {"guid": "JOB-cut-off", "status": 6}}'),
+    ],
+    ids=["bad-chunk-size", "missing-chunk-terminator", "shorter-than-content-length"],
 )
-def test_procfile_web_process_answers_a_broken_chunked_body_with_400(
-    served: Served, chunked_body: bytes
+def test_procfile_web_process_answers_a_body_broken_in_transit_with_400(
+    served: Served, framing: str, body: bytes
 ) -> None:
     credentials = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
     head = (
         "POST /webhooks/mx/jobs HTTP/1.1\r\nHost: jobhooks\r\nConnection: close\r\n"
         f"Authorization: Basic {credentials}\r\nContent-Type: application/json\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n"
+        f"{framing}\r\n\r\n"
     )
 
-    answer = raw_http(served, head.encode() + chunked_body)
+    answer = raw_http(served, head.encode() + body)
 
     status_line, _, rest = answer.partition(b"\r\n")
     assert status_line.split()[1] == b"400", answer
-    body = rest.partition(b"\r\n\r\n")[2]
-    assert json.loads(body)["error"] == "unreadable_body"
+    document = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert document["error"] == "unreadable_body"
+    assert count(served.engine, Job, guid="JOB-cut-off") == 0  # a fragment is never taken as sent
 
 
 @pytest.mark.parametrize(

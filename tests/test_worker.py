@@ -135,3 +135,17 @@ def test_runs_are_claimed_oldest_due_first(
     while worker.run_once():
         pass
     assert seen == [f"JOB-{index}" for index in range(count)]
+
+
+def test_a_stored_event_that_no_longer_validates_fails_the_attempt_not_the_worker(
+    post_job: Callable[..., Any], make_worker: Callable[..., Worker], engine: Engine
+) -> None:
+    from service.models import JobEvent
+
+    post_job(status=2)
+    with engine.begin() as connection:
+        connection.execute(update(JobEvent).values(payload={"guid": 7, "status": "two"}))
+    assert make_worker().run_once()
+    [run] = rows(engine, HandlerRun)
+    assert run.state == "pending"
+    assert run.last_error == "stored event no longer matches the job schema: 2 errors"

@@ -12,6 +12,9 @@ not block ingest while they build.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from alembic import op
 
 revision = "0002_query_indexes"
@@ -38,26 +41,38 @@ INDEXES: tuple[tuple[str, str, list[str]], ...] = (
 )
 
 
-def _concurrently() -> bool:
-    return op.get_bind().dialect.name == "postgresql"
+# The keyset (received_at, id) index also serves every query the received_at one did.
+REPLACED = ("ix_rejected_deliveries_received_at", "rejected_deliveries", ["received_at"])
 
 
 def upgrade() -> None:
-    if not _concurrently():
+    with _outside_transaction():
         for name, table, columns in INDEXES:
-            op.create_index(name, table, columns)
-        return
-    # CONCURRENTLY cannot run inside a transaction block.
-    with op.get_context().autocommit_block():
-        for name, table, columns in INDEXES:
-            op.create_index(name, table, columns, postgresql_concurrently=True)
+            _create(name, table, columns)
+        _drop(REPLACED[0], REPLACED[1])
 
 
 def downgrade() -> None:
-    if not _concurrently():
+    with _outside_transaction():
+        _create(*REPLACED)
         for name, table, _ in reversed(INDEXES):
-            op.drop_index(name, table_name=table)
+            _drop(name, table)
+
+
+@contextmanager
+def _outside_transaction() -> Iterator[None]:
+    """PostgreSQL cannot build an index CONCURRENTLY inside a transaction block."""
+    if op.get_bind().dialect.name != "postgresql":
+        yield
         return
     with op.get_context().autocommit_block():
-        for name, table, _ in reversed(INDEXES):
-            op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
+        yield
+
+
+def _create(name: str, table: str, columns: list[str]) -> None:
+    # postgresql_* options are ignored by other dialects.
+    op.create_index(name, table, columns, postgresql_concurrently=True)
+
+
+def _drop(name: str, table: str) -> None:
+    op.drop_index(name, table_name=table, postgresql_concurrently=True)

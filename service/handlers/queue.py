@@ -48,14 +48,24 @@ def _held_by(run_id: int, worker_id: str) -> ColumnElement[bool]:
     )
 
 
-def claim_next(
-    session: Session, worker_id: str, now: datetime, lease_seconds: float
-) -> HandlerRun | None:
-    """Take the most overdue run: a pending one whose time has come, or one whose worker died."""
-    due = or_(
+def _due(now: datetime) -> ColumnElement[bool]:
+    """A pending run whose time has come, or a running one whose worker's lease ran out."""
+    return or_(
         and_(HandlerRun.state == RunState.PENDING, HandlerRun.due_at <= now),
         and_(HandlerRun.state == RunState.RUNNING, HandlerRun.lease_expires_at <= now),
     )
+
+
+def any_due(session: Session, now: datetime) -> bool:
+    """A read-only look before claiming: an idle poll then takes no write lock (SQLite's only one)."""
+    return session.scalar(select(HandlerRun.id).where(_due(now)).limit(1)) is not None
+
+
+def claim_next(
+    session: Session, worker_id: str, now: datetime, lease_seconds: float
+) -> HandlerRun | None:
+    """Take the most overdue due run."""
+    due = _due(now)
     candidate = select(HandlerRun.id).where(due).order_by(HandlerRun.due_at, HandlerRun.id).limit(1)
     statement = (
         update(HandlerRun)

@@ -1,0 +1,98 @@
+"""Member connection statuses: member_events (history), members (current state), prompt and
+institution-alert windows.
+
+Revision ID: 0004_member_connection_statuses
+Revises: 0003_auth_failures
+Create Date: 2026-11-25
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0004_member_connection_statuses"
+down_revision = "0003_auth_failures"
+branch_labels = None
+depends_on = None
+
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+JSON_DOCUMENT = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+GUID = sa.String(255)
+
+MEMBER_INDEXES: tuple[tuple[str, list[str]], ...] = (
+    ("ix_members_event_at_guid", ["event_at", "guid"]),
+    ("ix_members_connection_status_id_event_at_guid", ["connection_status_id", "event_at", "guid"]),
+    ("ix_members_user_guid_event_at_guid", ["user_guid", "event_at", "guid"]),
+    ("ix_members_institution_guid_event_at_guid", ["institution_guid", "event_at", "guid"]),
+)
+
+
+def timestamp(name: str, nullable: bool = True) -> sa.Column:  # type: ignore[type-arg]
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "member_events",
+        sa.Column("id", BIG_ID, primary_key=True, autoincrement=True),
+        sa.Column("member_guid", GUID, nullable=False),
+        sa.Column("user_guid", GUID, nullable=True),
+        sa.Column("connection_status_id", sa.Integer(), nullable=True),
+        sa.Column("connection_status", GUID, nullable=True),
+        sa.Column("connection_status_message", sa.Text(), nullable=True),
+        timestamp("event_at", nullable=False),
+        sa.Column("event_at_source", sa.String(16), nullable=False),
+        timestamp("received_at", nullable=False),
+        sa.Column("dedup_key", sa.String(64), nullable=False),
+        sa.Column("delivery_id", GUID, nullable=True),
+        sa.Column("payload", JSON_DOCUMENT, nullable=True),
+        sa.UniqueConstraint("dedup_key", name="uq_member_events_dedup_key"),
+        sa.UniqueConstraint("delivery_id", name="uq_member_events_delivery_id"),
+    )
+    op.create_index(
+        "ix_member_events_member_guid_event_at", "member_events", ["member_guid", "event_at"]
+    )
+
+    op.create_table(
+        "members",
+        sa.Column("guid", GUID, primary_key=True),
+        sa.Column("user_guid", GUID, nullable=True),
+        sa.Column("institution_guid", GUID, nullable=True),
+        sa.Column("connection_status_id", sa.Integer(), nullable=True),
+        sa.Column("connection_status", GUID, nullable=True),
+        sa.Column("connection_status_message", sa.Text(), nullable=True),
+        timestamp("event_at", nullable=False),
+        sa.Column(
+            "current_event_id",
+            BIG_ID,
+            sa.ForeignKey("member_events.id", name="fk_members_current_event_id"),
+            nullable=False,
+        ),
+        timestamp("received_at", nullable=False),
+        timestamp("first_received_at", nullable=False),
+    )
+    for name, columns in MEMBER_INDEXES:
+        op.create_index(name, "members", columns)
+
+    op.create_table(
+        "member_prompts",
+        sa.Column("member_guid", GUID, primary_key=True),
+        sa.Column("handler", sa.String(100), primary_key=True),
+        timestamp("last_prompted_at", nullable=False),
+    )
+
+    op.create_table(
+        "institution_alerts",
+        sa.Column("institution_guid", GUID, primary_key=True),
+        timestamp("last_alerted_at", nullable=False),
+        sa.Column("member_count", sa.Integer(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("institution_alerts")
+    op.drop_table("member_prompts")
+    op.drop_table("members")
+    op.drop_table("member_events")

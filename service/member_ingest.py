@@ -1,0 +1,210 @@
+"""The one function that turns a verified, validated CONNECTION_STATUS body into committed rows."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, func, not_, select
+from sqlalchemy.orm import Session
+
+from service.connection_schemas import ConnectionStatusCallback
+from service.connection_statuses import resolved_status
+from service.db import insert_for
+from service.ingest import IngestResult, Outcome
+from service.models import Job, Member, MemberEvent
+
+ConnectionHandlersFor = Callable[[int | None, str | None], Sequence[str]]
+
+
+class EventTimeSource(StrEnum):
+    BODY = "body"  # a timestamp MX put in the body (none today; kept for when it does)
+    SIGNATURE = "signature"  # webhook-timestamp of a delivery whose signature we verified
+    RECEIVED = "received"  # our clock when the delivery arrived
+
+
+@dataclass(frozen=True)
+class ConnectionDelivery:
+    callback: ConnectionStatusCallback
+    raw: dict[str, Any]
+    received_at: datetime
+    delivery_id: str | None = None
+    # Set only when a Standard Webhooks signature over the body and this time was verified.
+    signed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    """The status as stored: id and name resolved from each other where MX's list knows them."""
+
+    code: int | None
+    name: str | None
+    message: str | None
+
+
+def event_time(delivery: ConnectionDelivery) -> tuple[datetime, EventTimeSource]:
+    """The CONNECTION_STATUS body has no timestamp: MX's own if it ever sends one, else the time
+    MX signed the delivery, else ours. Only the first survives MX's retries unchanged."""
+    reported = delivery.callback.reported_at
+    if reported is not None:
+        return reported, EventTimeSource.BODY
+    if delivery.signed_at is not None:
+        return delivery.signed_at, EventTimeSource.SIGNATURE
+    return delivery.received_at, EventTimeSource.RECEIVED
+
+
+def member_status(callback: ConnectionStatusCallback) -> MemberStatus:
+    code, name = resolved_status(callback.connection_status_id, callback.connection_status)
+    return MemberStatus(code, name, callback.connection_status_message)
+
+
+def member_dedup_key(
+    member_guid: str, status: MemberStatus, event_at: datetime, source: EventTimeSource
+) -> str:
+    """(member, status, time) names one change only when MX gave the time; a time from a
+    signature or our clock differs on every retry, so such events are told apart by
+    webhook-id and by the same-as-current rule instead, and get a key of their own."""
+    if source is EventTimeSource.BODY:
+        identity = f"{member_guid}\x1f{status.code}\x1f{status.name}\x1f{event_at.isoformat()}"
+    else:
+        identity = f"{member_guid}\x1f{source.value}\x1f{uuid.uuid4().hex}"
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
+def ingest_connection_status(
+    session: Session, delivery: ConnectionDelivery, handlers_for: ConnectionHandlersFor
+) -> IngestResult:
+    """Store the event and move the member's current state forward if it is newest.
+
+    A delivery that repeats the current state (same status and message) is a retry, not a
+    transition: it leaves nothing behind. Call inside one transaction: the caller commits
+    before answering MX.
+    """
+    status = member_status(delivery.callback)
+    event_at, source = event_time(delivery)
+    event_id = _insert_event(session, delivery, status, event_at, source)
+    if event_id is None:
+        return IngestResult(Outcome.DUPLICATE)
+    if _advance_member(session, delivery, status, event_at, event_id):
+        return IngestResult(Outcome.ACCEPTED, event_id)
+    # The upsert locked the member row, so what it holds now is what this event lost to.
+    current = session.execute(
+        select(Member).where(Member.guid == delivery.callback.member_guid)
+    ).scalar_one()
+    if not is_retry(status, event_at, source, current):
+        return IngestResult(Outcome.STALE, event_id)
+    session.execute(delete(MemberEvent).where(MemberEvent.id == event_id))
+    return IngestResult(Outcome.DUPLICATE)
+
+
+def is_retry(
+    status: MemberStatus, event_at: datetime, source: EventTimeSource, current: Member
+) -> bool:
+    """A delivery repeating the current state is a retry, not a transition, unless MX dated it
+    earlier: then it is a real, older change that arrived late.
+
+    Copies of one delivery without MX's time get their time here, on arrival, so the copy that
+    commits second may carry the earlier time; it is a retry all the same.
+    """
+    same = (
+        current.connection_status_id == status.code
+        and current.connection_status == status.name
+        and current.connection_status_message == status.message
+    )
+    return same and (source is not EventTimeSource.BODY or event_at >= current.event_at)
+
+
+def _insert_event(
+    session: Session,
+    delivery: ConnectionDelivery,
+    status: MemberStatus,
+    event_at: datetime,
+    source: EventTimeSource,
+) -> int | None:
+    callback = delivery.callback
+    # Unique keys, not a read-then-write, so two racing copies of one delivery store one row.
+    statement = (
+        insert_for(session, MemberEvent)
+        .values(
+            member_guid=callback.member_guid,
+            user_guid=callback.user_guid,
+            connection_status_id=status.code,
+            connection_status=status.name,
+            connection_status_message=status.message,
+            event_at=event_at,
+            event_at_source=source.value,
+            received_at=delivery.received_at,
+            dedup_key=member_dedup_key(callback.member_guid, status, event_at, source),
+            delivery_id=delivery.delivery_id,
+            payload=delivery.raw,
+        )
+        .on_conflict_do_nothing()
+        .returning(MemberEvent.id)
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def _advance_member(
+    session: Session,
+    delivery: ConnectionDelivery,
+    status: MemberStatus,
+    event_at: datetime,
+    event_id: int,
+) -> bool:
+    """Upsert the member only if this event is at least as new and changes something."""
+    callback = delivery.callback
+    insert = insert_for(session, Member)
+    values: dict[str, Any] = {
+        "guid": callback.member_guid,
+        "user_guid": callback.user_guid,
+        "institution_guid": _institution_of(callback),
+        "connection_status_id": status.code,
+        "connection_status": status.name,
+        "connection_status_message": status.message,
+        "event_at": event_at,
+        "current_event_id": event_id,
+        "received_at": delivery.received_at,
+        "first_received_at": delivery.received_at,
+    }
+    excluded = insert.excluded
+    changes: dict[str, Any] = {
+        name: excluded[name] for name in values if name not in ("guid", "first_received_at")
+    }
+    # A member never changes owner or institution; a body that omits them must not erase them.
+    for owner in ("user_guid", "institution_guid"):
+        changes[owner] = func.coalesce(excluded[owner], getattr(Member, owner))
+    statement = (
+        insert.values(**values)
+        .on_conflict_do_update(
+            index_elements=[Member.guid],
+            set_=changes,
+            where=and_(excluded.event_at >= Member.event_at, not_(_same_state(excluded))),
+        )
+        .returning(Member.guid)
+    )
+    return session.execute(statement).scalar_one_or_none() is not None
+
+
+def _same_state(excluded: Any) -> ColumnElement[bool]:
+    return and_(
+        Member.connection_status_id.is_not_distinct_from(excluded.connection_status_id),
+        Member.connection_status.is_not_distinct_from(excluded.connection_status),
+        Member.connection_status_message.is_not_distinct_from(excluded.connection_status_message),
+    )
+
+
+def _institution_of(callback: ConnectionStatusCallback) -> Any:
+    """The body's institution if MX ever sends one, else the one the member's jobs name."""
+    if callback.institution_guid is not None:
+        return callback.institution_guid
+    return (
+        select(Job.institution_guid)
+        .where(Job.member_guid == callback.member_guid, Job.institution_guid.is_not(None))
+        .limit(1)
+        .scalar_subquery()
+    )
