@@ -5,7 +5,7 @@ bench/wrk_post.lua, samples each gunicorn worker with `py-spy record --idle` (so
 database and on fsync count too; --cpu-only leaves them out) and sums the stacks into the ingest
 path's parts.
 
-    .venv/bin/python bench/profile_ingest.py [--database postgres|sqlite] [--seconds 15] [--cpu-only]
+    .venv/bin/python bench/profile_ingest.py [--database postgres|sqlite] [--seconds N] [--cpu-only]
 
 Needs py-spy (`.venv/bin/pip install py-spy`) and permission to ptrace the workers (root, or
 kernel.yama.ptrace_scope=0). Raw stacks go to bench/out/profile-<database>-<pid>.txt; feed them to

@@ -108,7 +108,11 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 def insert_for(session: Session, table: Any) -> Any:
     """An INSERT with ON CONFLICT for the session's dialect (SQLite and PostgreSQL share it)."""
-    if session.get_bind().dialect.name == "postgresql":
+    return insert_for_dialect(session.get_bind().dialect.name, table)
+
+
+def insert_for_dialect(dialect: str, table: Any) -> Any:
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 

@@ -8,13 +8,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, bindparam, func, or_
 from sqlalchemy.orm import Session
 
 from service.cross_source import learn_institution
-from service.db import HANDLER_RUNS_CHANNEL, insert_for, notify
+from service.db import HANDLER_RUNS_CHANNEL, insert_for_dialect, notify
 from service.models import HandlerRun, Job, JobEvent, RejectedDelivery
 from service.schemas import JobCallback
 from service.statuses import status_name
@@ -69,32 +70,118 @@ def ingest_job(session: Session, delivery: JobDelivery, handlers_for: HandlersFo
     return IngestResult(Outcome.ACCEPTED, event_id, run_ids)
 
 
+# Statements are built once per dialect with bound parameters: building an upsert costs more
+# Python time than the database needs to run it, and this is the hot path of every delivery.
+@lru_cache(maxsize=4)
+def _event_insert(dialect: str) -> Any:
+    # A unique key, not a read-then-write, so two racing copies of one delivery store one row.
+    events = JobEvent.__table__
+    return (
+        insert_for_dialect(dialect, events)
+        .values({name: bindparam(name) for name in EVENT_COLUMNS})
+        .on_conflict_do_nothing()
+        .returning(events.c.id)
+    )
+
+
+EVENT_COLUMNS = (
+    "job_guid",
+    "status",
+    "status_name",
+    "updated_at",
+    "received_at",
+    "dedup_key",
+    "delivery_id",
+    "payload",
+)
+JOB_COLUMNS = (
+    "guid",
+    "member_guid",
+    "user_guid",
+    "institution_guid",
+    "status",
+    "status_name",
+    "is_authenticated",
+    "error_message",
+    "created_at",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "current_event_id",
+    "received_at",
+    "first_received_at",
+)
+# A job never changes owner; a callback that omits an owner field must not erase it.
+JOB_OWNER_COLUMNS = ("member_guid", "user_guid", "institution_guid", "created_at")
+
+
+@lru_cache(maxsize=4)
+def _job_upsert(dialect: str) -> Any:
+    """Upsert the job row only if this event is at least as new as the stored one."""
+    jobs = Job.__table__
+    insert = insert_for_dialect(dialect, jobs).values(
+        {name: bindparam(name) for name in JOB_COLUMNS}
+    )
+    excluded = insert.excluded
+    changes: dict[str, Any] = {
+        name: excluded[name] for name in JOB_COLUMNS if name not in ("guid", "first_received_at")
+    }
+    for owner in JOB_OWNER_COLUMNS:
+        changes[owner] = func.coalesce(excluded[owner], jobs.c[owner])
+    newer_or_same = or_(
+        jobs.c.updated_at.is_(None),
+        and_(excluded.updated_at.is_not(None), excluded.updated_at >= jobs.c.updated_at),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[jobs.c.guid], set_=changes, where=newer_or_same
+    ).returning(jobs.c.guid)
+
+
+@lru_cache(maxsize=4)
+def _run_insert(dialect: str) -> Any:
+    runs = HandlerRun.__table__
+    return (
+        insert_for_dialect(dialect, runs)
+        .values({name: bindparam(name) for name in RUN_COLUMNS})
+        .on_conflict_do_nothing()
+        .returning(runs.c.id)
+    )
+
+
+RUN_COLUMNS = (
+    "event_id",
+    "job_guid",
+    "handler",
+    "state",
+    "attempts",
+    "due_at",
+    "idempotency_key",
+    "created_at",
+    "updated_at",
+)
+
+
 def _insert_event(session: Session, delivery: JobDelivery) -> int | None:
     job = delivery.job
-    # A unique key, not a read-then-write, so two racing copies of one delivery store one row.
-    statement = (
-        insert_for(session, JobEvent)
-        .values(
-            job_guid=job.guid,
-            status=job.status,
-            status_name=status_name(job.status, job.status_name),
-            updated_at=job.updated_at,
-            received_at=delivery.received_at,
-            dedup_key=dedup_key(job),
-            delivery_id=delivery.delivery_id,
-            payload=delivery.raw,
-        )
-        .on_conflict_do_nothing()
-        .returning(JobEvent.id)
-    )
-    return session.execute(statement).scalar_one_or_none()
+    params = {
+        "job_guid": job.guid,
+        "status": job.status,
+        "status_name": status_name(job.status, job.status_name),
+        "updated_at": job.updated_at,
+        "received_at": delivery.received_at,
+        "dedup_key": dedup_key(job),
+        "delivery_id": delivery.delivery_id,
+        "payload": delivery.raw,
+    }
+    connection = session.connection()
+    result = connection.execute(_event_insert(connection.dialect.name), params)
+    event_id: int | None = result.scalar_one_or_none()
+    return event_id
 
 
 def _advance_current_state(session: Session, delivery: JobDelivery, event_id: int) -> bool:
-    """Upsert the job row only if this event is at least as new as the stored one."""
     job = delivery.job
-    insert = insert_for(session, Job)
-    values = {
+    params = {
         "guid": job.guid,
         "member_guid": job.member_guid,
         "user_guid": job.user_guid,
@@ -111,23 +198,8 @@ def _advance_current_state(session: Session, delivery: JobDelivery, event_id: in
         "received_at": delivery.received_at,
         "first_received_at": delivery.received_at,
     }
-    excluded = insert.excluded
-    changes: dict[str, Any] = {
-        name: excluded[name] for name in values if name not in ("guid", "first_received_at")
-    }
-    # A job never changes owner; a callback that omits an owner field must not erase it.
-    for owner in ("member_guid", "user_guid", "institution_guid", "created_at"):
-        changes[owner] = func.coalesce(excluded[owner], getattr(Job, owner))
-    newer_or_same = or_(
-        Job.updated_at.is_(None),
-        and_(excluded.updated_at.is_not(None), excluded.updated_at >= Job.updated_at),
-    )
-    statement = (
-        insert.values(**values)
-        .on_conflict_do_update(index_elements=[Job.guid], set_=changes, where=newer_or_same)
-        .returning(Job.guid)
-    )
-    return session.execute(statement).scalar_one_or_none() is not None
+    connection = session.connection()
+    return connection.execute(_job_upsert(connection.dialect.name), params).first() is not None
 
 
 def queue_handler_runs(
@@ -154,13 +226,9 @@ def queue_handler_runs(
         }
         for handler in handlers
     ]
-    statement = (
-        insert_for(session, HandlerRun)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(HandlerRun.id)
-    )
-    run_ids = list(session.execute(statement).scalars())
+    connection = session.connection()
+    result = connection.execute(_run_insert(connection.dialect.name), rows)
+    run_ids = list(result.scalars())
     if run_ids:
         notify(session, HANDLER_RUNS_CHANNEL)
     return run_ids

@@ -11,8 +11,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_, union_all
+from sqlalchemy.orm import Session, aliased
 
 from service.db import UTCDateTime
 from service.models import HandlerRun, Job, JobEvent, RejectedDelivery
@@ -38,7 +38,7 @@ def job_out(job: Job) -> JobOut:
 
 
 def job_detail(session: Session, guid: str) -> JobDetailOut | None:
-    """Two round trips: the job with its history in one statement, its handler runs in another.
+    """One round trip: each row is (job, event, one of the event's handler runs or None).
 
     Every job row has at least its current event, so no rows means no such job.
     """
@@ -46,7 +46,8 @@ def job_detail(session: Session, guid: str) -> JobDetailOut | None:
     if not rows:
         return None
     job = rows[0][0]
-    runs = session.scalars(job_handler_runs(guid))
+    events = list({event.id: event for _, event, _ in rows}.values())
+    runs = sorted({run.id: run for _, _, run in rows if run is not None}.values(), key=_run_id)
     return JobDetailOut(
         job=job_out(job),
         history=[
@@ -59,24 +60,29 @@ def job_detail(session: Session, guid: str) -> JobDetailOut | None:
                 current=event.id == job.current_event_id,
                 payload=event.payload,
             )
-            for _, event in rows
+            for event in events
         ],
         handler_runs=[HandlerRunOut.model_validate(run, from_attributes=True) for run in runs],
     )
 
 
-def job_with_history(guid: str) -> Select[Job, JobEvent]:
-    """History oldest first; events MX sent without updated_at first of all, in arrival order."""
+def job_with_history(guid: str) -> Select[Job, JobEvent, HandlerRun | None]:
+    """History oldest first; events MX sent without updated_at first of all, in arrival order.
+
+    Handler runs hang off the event that owes them, so joining them multiplies no rows but the
+    few events with more than one handler.
+    """
     return (
-        select(Job, JobEvent)
+        select(Job, JobEvent, HandlerRun)
         .join(JobEvent, JobEvent.job_guid == Job.guid)
+        .outerjoin(HandlerRun, HandlerRun.event_id == JobEvent.id)
         .where(Job.guid == guid)
         .order_by(JobEvent.updated_at.asc().nulls_first(), JobEvent.id.asc())
     )
 
 
-def job_handler_runs(guid: str) -> Select[HandlerRun]:
-    return select(HandlerRun).where(HandlerRun.job_guid == guid).order_by(HandlerRun.id.asc())
+def _run_id(run: HandlerRun) -> int:
+    return run.id
 
 
 # Jobs, newest first.
@@ -103,13 +109,25 @@ def list_jobs(
     it is served by the next walk; a client keeping in sync starts that one with updated_since
     set to when the previous walk began.
     """
-    rows: list[Job] = []
-    if after is None or after.at is not None:
-        rows = list(session.scalars(dated_jobs(filters, after, limit + 1)))
-    if len(rows) <= limit and filters.updated_since is None and filters.updated_before is None:
-        after_guid = str(after.key) if after is not None and after.at is None else None
-        rows += session.scalars(undated_jobs(filters, after_guid, limit + 1 - len(rows)))
+    rows = list(session.scalars(jobs_page(filters, after, limit + 1)))
     return page_of(rows, limit, job_position)
+
+
+def jobs_page(filters: JobFilters, after: Position | None, limit: int) -> Select[Job]:
+    """Both range scans in one statement (UNION ALL), so a page costs one round trip."""
+    parts: list[Select[Job]] = []
+    if after is None or after.at is not None:
+        parts.append(dated_jobs(filters, after, limit))
+    if filters.updated_since is None and filters.updated_before is None:
+        after_guid = str(after.key) if after is not None and after.at is None else None
+        parts.append(undated_jobs(filters, after_guid, limit))
+    if len(parts) == 1:
+        return parts[0]
+    # Each part keeps its own ORDER BY and LIMIT inside a subquery (SQLite requires that); the
+    # outer sort only merges at most 2 x limit rows.
+    both = union_all(*(select(part.subquery()) for part in parts)).subquery()
+    job = aliased(Job, both)
+    return select(job).order_by(job.updated_at.desc().nulls_last(), job.guid.desc()).limit(limit)
 
 
 def dated_jobs(filters: JobFilters, after: Position | None, limit: int) -> Select[Job]:

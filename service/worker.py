@@ -67,7 +67,8 @@ class Worker:
     lease_seconds: float
     worker_id: str = field(default_factory=new_worker_id)
     clock: Clock = utc_now
-    random: Callable[[], float] = random.random
+    # Uniform in [0, 1): the jitter draw, injectable so tests can fix the schedule.
+    jitter: Callable[[], float] = random.random
 
     def run_once(self, stop: threading.Event | None = None) -> bool:
         """Claim and run one due run; False when none was due."""
@@ -116,7 +117,7 @@ class Worker:
                 kept = mark_succeeded(session, run.id, self.worker_id, now)
                 outcome, delay = "succeeded", None
             else:
-                delay = self.policy.delay(run.attempts, self.random)
+                delay = self.policy.delay(run.attempts, self.jitter)
                 retry_at = None if delay is None else now + timedelta(seconds=delay)
                 kept = mark_failed(session, run.id, self.worker_id, now, error, retry_at)
                 outcome = "dead" if delay is None else "retry scheduled"

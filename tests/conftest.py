@@ -323,7 +323,7 @@ def make_worker(
     """An in-process worker on the test's database, with an injected clock and random source."""
     http = requests.Session()
 
-    def make(random: Callable[[], float] = lambda: 0.5, **overrides: Any) -> Worker:
+    def make(jitter: Callable[[], float] = lambda: 0.5, **overrides: Any) -> Worker:
         configured = replace(settings, **overrides)
         return Worker(
             sessions=make_session_factory(engine),
@@ -333,7 +333,7 @@ def make_worker(
             ),
             lease_seconds=configured.handler_lease_seconds,
             clock=clock,
-            random=random,
+            jitter=jitter,
         )
 
     yield make

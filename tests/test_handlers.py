@@ -133,7 +133,7 @@ def test_failing_sink_backs_off_then_goes_dead_and_retry_requeues(
 ) -> None:
     draws = iter([0.5, 0.25, 1.0])
     worker = make_worker(
-        random=lambda: next(draws),
+        jitter=lambda: next(draws),
         notify_url=sink.url,
         notify_signing_secret=NOTIFY_SECRET,
         handler_retry_base_seconds=5.0,

@@ -57,7 +57,7 @@ def _due(now: datetime) -> ColumnElement[bool]:
 
 
 def any_due(session: Session, now: datetime) -> bool:
-    """A read-only look before claiming: an idle poll then takes no write lock (SQLite's only one)."""
+    """Read-only look before claiming, so an idle poll takes no write lock (SQLite has one)."""
     return session.scalar(select(HandlerRun.id).where(_due(now)).limit(1)) is not None
 
 
