@@ -39,6 +39,11 @@ lint: install
 	$(BIN)/ruff format --check service tests bench migrations
 	$(BIN)/mypy service
 
+# The fuzzers of `make test`, twenty times bigger: hypothesis on the webhook body and
+# schemathesis on every operation of /openapi.json. Set TEST_DATABASE_URL for PostgreSQL too.
+fuzz: install
+	FUZZ_SCALE=$${FUZZ_SCALE:-20} $(BIN)/pytest -q tests/test_fuzz_ingest.py tests/test_schemathesis.py
+
 bench: install
 	$(BIN)/python bench/ingest_latency.py
 

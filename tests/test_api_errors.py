@@ -95,6 +95,13 @@ def test_bad_member_guid_filter_is_a_400(client: FlaskClient, api_headers: dict[
     assert [detail["field"] for detail in details] == ["member_guid"]
 
 
+def test_an_overlong_member_in_the_path_is_a_400(
+    client: FlaskClient, api_headers: dict[str, str]
+) -> None:
+    details = bad_request(client, api_headers, f"/members/{'M' * 256}/jobs")
+    assert [detail["field"] for detail in details] == ["member_guid"]
+
+
 def test_several_bad_parameters_get_one_detail_each(
     client: FlaskClient, api_headers: dict[str, str]
 ) -> None:

@@ -472,3 +472,38 @@ def test_quarantined_body_replays_as_of_when_it_arrived(
     assert member.connection_status_id == 6
     [replayed] = rows(engine, MemberEvent, connection_status_id=2)
     assert replayed.received_at == rejected.received_at
+
+
+def test_outcomes_are_counted_under_their_own_endpoint(
+    post_status: PostStatus, client: FlaskClient
+) -> None:
+    def counted(outcome: str) -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        prefix = (
+            f'jobhooks_webhooks_received_total{{endpoint="connection-status",outcome="{outcome}"'
+        )
+        lines = [line for line in text.splitlines() if line.startswith(prefix)]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+    before = {outcome: counted(outcome) for outcome in ("accepted", "duplicate", "rejected")}
+    post_status()
+    post_status()
+    post_status({"member_guid": ""})
+
+    assert counted("accepted") == before["accepted"] + 1
+    assert counted("duplicate") == before["duplicate"] + 1
+    assert counted("rejected") == before["rejected"] + 1
+
+
+def test_an_older_repeat_dated_by_mx_is_history_not_a_retry(
+    post_status: PostStatus, engine: Engine
+) -> None:
+    post_status(status_body(updated_at="2026-11-25T10:00:00Z"))
+    post_status(status_body(connection_status_id=6, updated_at="2026-11-25T10:01:00Z"))
+    post_status(status_body(updated_at="2026-11-25T10:02:00Z"))
+    # MX dated this one before the CONNECTED: a real, older CHALLENGED that arrived late.
+    late = post_status(status_body(updated_at="2026-11-25T09:59:00Z"))
+
+    assert late.status_code == 204
+    assert count(engine, MemberEvent) == 4
+    assert rows(engine, Member)[0].event_at == datetime(2026, 11, 25, 10, 2, tzinfo=UTC)

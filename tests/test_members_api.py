@@ -227,3 +227,13 @@ def test_member_jobs_endpoint_still_lists_jobs_without_a_connection_status(
     assert response.status_code == 200
     assert len(response.get_json()["jobs"]) == 1
     assert client.get("/members/MBR-jobs-only", headers=api_headers).status_code == 404
+
+
+@pytest.mark.parametrize("guid", ["MBR%00x", "M" * 5000, "%F0%9F%98%80", "%ff%fe"])
+def test_unsearchable_member_guid_is_a_client_error(
+    client: FlaskClient, api_headers: dict[str, str], guid: str
+) -> None:
+    response = client.get(f"/members/{guid}", headers=api_headers)
+
+    assert response.status_code in (400, 404)
+    assert_error_shape(response, response.status_code)
