@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from service import migrate
+from service.schema_version import SCHEMA_HEAD, applied_revision
 
 
 @dataclass(frozen=True)
@@ -27,20 +27,24 @@ def check_database(engine: Engine) -> CheckResult:
     return CheckResult("database", True, f"reachable ({engine.dialect.name})")
 
 
-def check_migrations(engine: Engine, database_url: str) -> CheckResult:
+def check_migrations(engine: Engine) -> CheckResult:
     try:
-        pending = migrate.pending_revisions(engine, database_url)
+        with engine.connect() as connection:
+            applied = applied_revision(connection)
     except SQLAlchemyError as error:
         return CheckResult("migrations", False, f"cannot read revision: {type(error).__name__}")
-    if pending:
+    if applied != SCHEMA_HEAD:
         return CheckResult(
-            "migrations", False, f"{len(pending)} pending, run `jobhooks db upgrade`"
+            "migrations",
+            False,
+            f"database at {applied or 'no revision'}, code expects {SCHEMA_HEAD}; "
+            "run `jobhooks db upgrade`",
         )
-    return CheckResult("migrations", True, "schema is at the latest revision")
+    return CheckResult("migrations", True, f"schema is at {SCHEMA_HEAD}")
 
 
-def run_checks(engine: Engine, database_url: str) -> list[CheckResult]:
+def run_checks(engine: Engine) -> list[CheckResult]:
     database = check_database(engine)
     if not database.ok:
         return [database]
-    return [database, check_migrations(engine, database_url)]
+    return [database, check_migrations(engine)]

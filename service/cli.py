@@ -245,7 +245,7 @@ def check() -> None:
     click.echo("ok   configuration: valid")
     engine = make_engine(settings.database_url, pool_size=1)
     try:
-        results = run_checks(engine, settings.database_url)
+        results = run_checks(engine)
     finally:
         engine.dispose()
     for result in results:

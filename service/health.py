@@ -32,7 +32,7 @@ def metrics() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     state = current_state()
-    results = run_checks(state.engine, state.settings.database_url)
+    results = run_checks(state.engine)
     checks = {result.name: {"ok": result.ok, "detail": result.detail} for result in results}
     failed = [result for result in results if not result.ok]
     if failed:

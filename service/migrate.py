@@ -6,9 +6,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
 
 
 def migrations_directory() -> Path:
@@ -33,16 +30,3 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
-
-
-def pending_revisions(engine: Engine, database_url: str) -> list[str]:
-    """Revisions in migrations/ that the database has not applied yet."""
-    script = ScriptDirectory.from_config(alembic_config(database_url))
-    with engine.connect() as connection:
-        applied = set(MigrationContext.configure(connection).get_current_heads())
-    pending = []
-    for revision in script.walk_revisions():
-        if revision.revision in applied:
-            break
-        pending.append(revision.revision)
-    return pending

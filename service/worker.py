@@ -145,10 +145,14 @@ class Worker:
                 until = self.clock() + timedelta(seconds=self.lease_seconds)
                 try:
                     with transaction(self.sessions) as session:
-                        renew_lease(session, run_id, self.worker_id, until)
+                        renewed = renew_lease(session, run_id, self.worker_id, until)
                 except SQLAlchemyError as error:
                     # The next renewal may succeed; if none does, the lease expires as designed.
                     log(logger, "lease renewal failed", logging.WARNING, error=type(error).__name__)
+                    continue
+                if not renewed:
+                    # Another worker holds the run now; _record will find it gone and say so.
+                    return
 
         keeper = threading.Thread(target=keep, name=f"lease-{run_id}", daemon=True)
         keeper.start()

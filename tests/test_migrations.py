@@ -8,10 +8,14 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import main as alembic_main
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
+from service import migrate
+from service.checks import run_checks
 from service.db import make_engine
 from service.models import Base
+from service.schema_version import SCHEMA_HEAD
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_TABLES = set(Base.metadata.tables)
@@ -60,3 +64,21 @@ def test_upgrade_downgrade_upgrade_round_trip(
 
 def test_migrated_schema_matches_the_models(database_url: str) -> None:
     assert schema_drift(database_url) == []
+
+
+def test_schema_head_constant_is_alembics_head() -> None:
+    """/readyz reads SCHEMA_HEAD instead of importing Alembic; a new migration must update it."""
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+
+    assert script.get_heads() == [SCHEMA_HEAD], "update SCHEMA_HEAD in service/schema_version.py"
+
+
+def test_readiness_reports_an_unmigrated_database(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        [database, migrations] = run_checks(engine)
+    finally:
+        engine.dispose()
+
+    assert database.ok
+    assert not migrations.ok and "no revision" in migrations.detail

@@ -66,3 +66,4 @@ def test_operation_never_answers_5xx_and_errors_are_json(
 
     call()
     assert calls > 0
+    print(f"schemathesis: {method} {path}: {calls} cases")

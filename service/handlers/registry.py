@@ -69,24 +69,37 @@ def load_handlers(
     settings: Settings, http: requests.Session, clock: Clock = utc_now
 ) -> dict[str, Handler]:
     """Every registered handler, ready to call; import errors in user code stop start-up."""
-    notify = _destination("NOTIFY_URL", settings.notify_url, settings, http, clock)
-    alert_to = _destination("ALERT_URL", settings.alert_url, settings, http, clock)
+    notify = _notify_delivery(settings, http, clock)
+    alert_to = _alert_delivery(settings, http, clock)
     handlers = {name: build(notify, alert_to) for name, build in BUILT_IN.items()}
     for name, point in _entry_points().items():
         handlers[name] = _load(name, point)
     return handlers
 
 
-def _destination(
-    label: str, url: str | None, settings: Settings, http: requests.Session, clock: Clock
-) -> Delivery:
-    if url is None:
-        return LogDelivery(label)
-    secret = settings.notify_signing_secret if label == "NOTIFY_URL" else None
-    if label == "NOTIFY_URL" and secret is None:
+def _notify_delivery(settings: Settings, http: requests.Session, clock: Clock) -> Delivery:
+    if settings.notify_url is None:
+        return LogDelivery("NOTIFY_URL")
+    if settings.notify_signing_secret is None:
         # Receivers must be able to tell our notifications from forged ones.
         raise ConfigError("NOTIFY_SIGNING_SECRET: required when NOTIFY_URL is set")
-    return HttpDelivery(label, url, settings.handler_timeout_seconds, http, secret, clock)
+    return HttpDelivery(
+        "NOTIFY_URL",
+        settings.notify_url,
+        settings.handler_timeout_seconds,
+        http,
+        settings.notify_signing_secret,
+        clock,
+    )
+
+
+def _alert_delivery(settings: Settings, http: requests.Session, clock: Clock) -> Delivery:
+    if settings.alert_url is None:
+        return LogDelivery("ALERT_URL")
+    # Slack-style incoming webhooks are authenticated by their secret URL; they take no signature.
+    return HttpDelivery(
+        "ALERT_URL", settings.alert_url, settings.handler_timeout_seconds, http, None, clock
+    )
 
 
 def _load(name: str, point: EntryPoint) -> Handler:
