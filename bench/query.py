@@ -46,9 +46,10 @@ from service.db import make_engine  # noqa: E402
 from service.models import Base, Job, JobEvent  # noqa: E402
 from service.pagination import Position, cursor_key, cursor_scope, encode_cursor  # noqa: E402
 from service.queries import (  # noqa: E402
+    dated_jobs,
     job_with_history,
-    jobs_page,
     status_counts_statement,
+    undated_jobs,
 )
 from service.schemas import JobFilters  # noqa: E402
 
@@ -402,7 +403,9 @@ def explain_all(engine: Engine, jobs: int, now: datetime) -> None:
         ("GET /jobs?updated_since=1h", JobFilters(updated_since=hour_ago), None),
     ]
     for title, filters, after in pages:
-        explain(engine, title, jobs_page(filters, after, 51))
+        explain(engine, title, dated_jobs(filters, after, 51))
+    by_member = JobFilters(member_guid=member)
+    explain(engine, "GET /jobs?member_guid=: then undated jobs", undated_jobs(by_member, None, 46))
     explain(engine, "GET /stats (last hour)", status_counts_statement(hour_ago, now, []))
     explain(
         engine,

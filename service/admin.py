@@ -17,6 +17,7 @@ from service.responses import json_response
 from service.schemas import HandlerRunListOut, HandlerRunOut
 
 bp = Blueprint("admin", __name__)
+MAX_RUN_ID = 2**63 - 1
 logger = logging.getLogger("jobhooks.admin")
 DEFAULT_LIST_LIMIT = 100
 
@@ -44,6 +45,8 @@ def list_handler_runs() -> Response:
 
 @bp.post("/handler-runs/<int:run_id>/retry")
 def retry_handler_run(run_id: int) -> Response:
+    if run_id > MAX_RUN_ID:  # ids are 64-bit; a larger one names no run, and drivers reject it
+        raise NotFound(f"no handler run with id {run_id}")
     with transaction(current_state().sessions) as session:
         try:
             run = retry_dead(session, run_id, datetime.now(UTC))

@@ -33,8 +33,12 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 def on_starting(server: object) -> None:
     """Fail in the master with one clear line, not in every worker with a traceback."""
+    from service.handlers.registry import handler_plan
+
     try:
-        Settings.from_env().require_ingest_credentials()
+        settings = Settings.from_env()
+        settings.require_ingest_credentials()
+        handler_plan(settings)  # an unknown handler name must stop start-up here, in one line
     except ConfigError as error:
         print(f"jobhooks: configuration error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -11,8 +11,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_, union_all
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
+from sqlalchemy.orm import Session
 
 from service.db import UTCDateTime
 from service.models import HandlerRun, Job, JobEvent, RejectedDelivery
@@ -101,7 +101,7 @@ def list_jobs(
     themselves by guid descending, and a time filter (updated_since / updated_before) leaves them
     out since they have no time to compare. The page is read as two index range scans rather than
     one OR, which would stop either from being an index scan: dated jobs past the cursor first,
-    then, once those run out, undated ones.
+    then, once those run out, undated ones (a second round trip only on a list's last page).
 
     A walk with next_cursor never serves a job twice and serves every job whose updated_at stays
     put, even while events arrive: new jobs and jobs moved forward by a newer event land ahead of
@@ -109,25 +109,15 @@ def list_jobs(
     it is served by the next walk; a client keeping in sync starts that one with updated_since
     set to when the previous walk began.
     """
-    rows = list(session.scalars(jobs_page(filters, after, limit + 1)))
-    return page_of(rows, limit, job_position)
-
-
-def jobs_page(filters: JobFilters, after: Position | None, limit: int) -> Select[Job]:
-    """Both range scans in one statement (UNION ALL), so a page costs one round trip."""
-    parts: list[Select[Job]] = []
+    rows: list[Job] = []
     if after is None or after.at is not None:
-        parts.append(dated_jobs(filters, after, limit))
-    if filters.updated_since is None and filters.updated_before is None:
+        rows = list(session.scalars(dated_jobs(filters, after, limit + 1)))
+    # One statement (UNION ALL) would save this round trip, but building the subqueries costs
+    # SQLAlchemy more time than the round trip does.
+    if len(rows) <= limit and filters.updated_since is None and filters.updated_before is None:
         after_guid = str(after.key) if after is not None and after.at is None else None
-        parts.append(undated_jobs(filters, after_guid, limit))
-    if len(parts) == 1:
-        return parts[0]
-    # Each part keeps its own ORDER BY and LIMIT inside a subquery (SQLite requires that); the
-    # outer sort only merges at most 2 x limit rows.
-    both = union_all(*(select(part.subquery()) for part in parts)).subquery()
-    job = aliased(Job, both)
-    return select(job).order_by(job.updated_at.desc().nulls_last(), job.guid.desc()).limit(limit)
+        rows += session.scalars(undated_jobs(filters, after_guid, limit + 1 - len(rows)))
+    return page_of(rows, limit, job_position)
 
 
 def dated_jobs(filters: JobFilters, after: Position | None, limit: int) -> Select[Job]:

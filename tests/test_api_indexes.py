@@ -14,7 +14,6 @@ from service.pagination import Position
 from service.queries import (
     dated_jobs,
     job_with_history,
-    jobs_page,
     status_counts_statement,
     undated_jobs,
 )
@@ -76,10 +75,6 @@ def plan(engine: Engine, statement: Select[object]) -> str:
         (dated_jobs(JobFilters(status=[9]), AFTER, 51), "ix_jobs_status_updated_at_guid"),
         (dated_jobs(JobFilters(), None, 51), "ix_jobs_updated_at_guid"),
         (dated_jobs(JobFilters(), AFTER, 51), "ix_jobs_updated_at_guid"),
-        (
-            jobs_page(JobFilters(member_guid="MBR-1"), AFTER, 51),
-            "ix_jobs_member_guid_updated_at_guid",
-        ),
         (job_with_history("JOB-1"), "ix_job_events_job_guid_updated_at"),
         (
             status_counts_statement(WHEN, datetime.now(UTC), []),

@@ -7,13 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from math import floor
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-import requests
 from standardwebhooks.webhooks import Webhook
 
 from service.logs import log
+
+if TYPE_CHECKING:  # only the worker sends; web processes never load requests
+    import requests
 
 logger = logging.getLogger("jobhooks.deliveries")
 USER_AGENT = "jobhooks/0.1"
@@ -46,6 +48,8 @@ class HttpDelivery:
     clock: Clock = utc_now
 
     def send(self, idempotency_key: str, document: dict[str, Any]) -> None:
+        import requests
+
         body = orjson.dumps(document)
         headers = {
             "Content-Type": "application/json",

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-
-import requests
+from typing import TYPE_CHECKING
 
 from service.config import ConfigError, Settings
 from service.handlers import alert, data_ready, mfa_prompt, user_action_required
 from service.handlers.deliveries import Clock, Delivery, HttpDelivery, LogDelivery, utc_now
 from service.handlers.event import Handler
 from service.statuses import JOB_STATUSES
+
+if TYPE_CHECKING:
+    import requests
 
 ENTRY_POINT_GROUP = "jobhooks.handlers"
 
