@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVarTuple
+from typing import Any, TypeVar, TypeVarTuple
 
 import psycopg
 from psycopg import sql
@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -32,6 +33,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 JsonDocument = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+T = TypeVar("T")
 LISTEN_CONNECT_TIMEOUT_SECONDS = 5
 # NOTIFYed when handler runs become due, so idle workers start them without waiting for a poll.
 HANDLER_RUNS_CHANNEL = "jobhooks_handler_runs"
@@ -70,7 +72,9 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per request. A connection found dead is retried
+        # instead (run_in_transaction), so a database restart costs no failed delivery.
+        pool_pre_ping=False,
         pool_timeout=5,
         connect_args={"connect_timeout": 5},
     )
@@ -104,6 +108,22 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One session, one transaction: committed on success, rolled back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def run_in_transaction(factory: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+    """`work` in one transaction, run again once if the pooled connection turned out to be dead.
+
+    Safe to repeat: the failed attempt was rolled back with its connection, and if the server
+    had in fact committed it, the unique keys make the second attempt a duplicate.
+    """
+    try:
+        with transaction(factory) as session:
+            return work(session)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    with transaction(factory) as session:
+        return work(session)
 
 
 def insert_for(session: Session, table: Any) -> Any:

@@ -21,7 +21,7 @@ from service.auth import (
 from service.config import Settings
 from service.connection_schemas import validate_connection_status
 from service.context import current_state
-from service.db import transaction
+from service.db import run_in_transaction
 from service.errors import (
     ApiError,
     FieldProblem,
@@ -118,8 +118,10 @@ def _receive(endpoint: str, accept: Accept) -> Response:
     delivery_id = request.headers.get("webhook-id") or None
     try:
         document = _checked_document(body, too_large, delivery_id, state.settings)
-        with transaction(state.sessions) as session:
-            result = accept(session, document, Arrival(delivery_id, received_at, signed_at))
+        arrival = Arrival(delivery_id, received_at, signed_at)
+        result = run_in_transaction(
+            state.sessions, lambda session: accept(session, document, arrival)
+        )
     except RejectedBody as rejection:
         _quarantine(endpoint, rejection, body, too_large, delivery_id, received_at)
         record_webhook(endpoint, "rejected", rejection.code)
@@ -215,8 +217,7 @@ def _quarantine(
         body_truncated=too_large,
         received_at=received_at,
     )
-    with transaction(state.sessions) as session:
-        rejected_id = quarantine(session, rejected)
+    rejected_id = run_in_transaction(state.sessions, lambda session: quarantine(session, rejected))
     log(
         logger,
         "callback quarantined",

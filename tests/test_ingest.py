@@ -720,10 +720,10 @@ def test_unrouted_requests_get_the_json_error_shape(
     assert_error_shape(response, status)
 
 
-def test_number_past_the_database_range_is_a_client_error_on_both_databases(
+def test_id_past_the_database_range_names_no_run_on_both_databases(
     client: FlaskClient, api_headers: dict[str, str]
 ) -> None:
-    # PostgreSQL refuses it with DataError, SQLite's driver with OverflowError; neither is a 5xx.
+    # Neither PostgreSQL (DataError) nor SQLite's driver (OverflowError) may turn it into a 5xx.
     response = client.post(f"/handler-runs/{2**70}/retry", headers=api_headers)
 
-    assert_error_shape(response, 400, "bad_request")
+    assert_error_shape(response, 404, "not_found")
