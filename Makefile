@@ -44,8 +44,12 @@ lint: install
 fuzz: install
 	FUZZ_SCALE=$${FUZZ_SCALE:-20} $(BIN)/pytest -q tests/test_fuzz_ingest.py tests/test_schemathesis.py
 
+# Benchmarks print figures relative to baselines measured in the same run (see bench/RESULTS.md).
+# They need wrk and webhook from Debian: apt-get install -y wrk webhook.
 bench: install
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/ingest_latency.py
+	$(BIN)/python bench/compare.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache .hypothesis
