@@ -12,34 +12,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
 import requests
 from psycopg import sql
+from receivers import BASIC_PASSWORD, BASIC_USER, JOBS_PATH, migrate, service_receiver
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-AUTH = ("bench", "bench-password")
 STATUSES = (0, 1, 2, 3, 4, 5, 6, 6, 6, 9)
-
-
-def web_command() -> list[str]:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return shlex.split(line.split(":", 1)[1])
-    raise SystemExit("Procfile has no web process")
 
 
 def ensure_database(url: str) -> None:
@@ -52,45 +38,12 @@ def ensure_database(url: str) -> None:
             db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(target.database))))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def running_service(database_url: str) -> Iterator[str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "WEBHOOK_BASIC_AUTH": f"{AUTH[0]}:{AUTH[1]}",
-        "API_TOKENS": "bench-token",
-        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-    }
-    subprocess.run(
-        [str(BIN / "jobhooks"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True
-    )
-    port = free_port()
-    env["PORT"] = str(port)
-    process = subprocess.Popen(
-        web_command(), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("web process did not become healthy")
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    """The Procfile's web process, migrated and accepting jobs; yields its base URL."""
+    migrate(database_url)
+    with service_receiver(database_url) as receiver:
+        yield receiver.url.removesuffix(JOBS_PATH)
 
 
 def job(index: int) -> dict[str, object]:
@@ -111,7 +64,7 @@ def job(index: int) -> dict[str, object]:
 
 def measure(base: str, requests_count: int) -> tuple[list[float], list[float]]:
     session = requests.Session()
-    session.auth = AUTH
+    session.auth = (BASIC_USER, BASIC_PASSWORD)
     baseline: list[float] = []
     ingest: list[float] = []
     for index in range(requests_count):
@@ -120,7 +73,7 @@ def measure(base: str, requests_count: int) -> tuple[list[float], list[float]]:
         baseline.append(time.perf_counter() - started)
         assert response.status_code == 200
         started = time.perf_counter()
-        response = session.post(f"{base}/webhooks/mx/jobs", json=job(index))
+        response = session.post(f"{base}{JOBS_PATH}", json=job(index))
         ingest.append(time.perf_counter() - started)
         assert response.status_code == 204, response.text
     return baseline, ingest
