@@ -58,7 +58,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     _register_request_id(app)
     install_failed_auth_limiter(
-        app, settings.auth_failure_limit, settings.auth_failure_window_seconds
+        app,
+        settings.auth_failure_limit,
+        settings.auth_failure_window_seconds,
+        settings.auth_failure_exempt,
     )
     if settings.trusted_proxy_count:
         proxies = settings.trusted_proxy_count

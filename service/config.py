@@ -39,6 +39,8 @@ class Settings:
     oauth_token_ttl_seconds: int = 3600
     auth_failure_limit: int = 30
     auth_failure_window_seconds: int = 60
+    # Loopback clients are on this machine already (a local proxy, health checks, operators).
+    auth_failure_exempt: tuple[str, ...] = ("127.0.0.1", "::1")
     trusted_proxy_count: int = 0
     metrics_token: str | None = field(default=None, repr=False)
     signing_secrets: tuple[str, ...] = ()
@@ -87,6 +89,9 @@ class Settings:
             oauth_token_ttl_seconds=_positive_int("WEBHOOK_OAUTH_TOKEN_TTL_SECONDS", env, 3600),
             auth_failure_limit=_positive_int("AUTH_FAILURE_LIMIT", env, 30),
             auth_failure_window_seconds=_positive_int("AUTH_FAILURE_WINDOW_SECONDS", env, 60),
+            auth_failure_exempt=_comma_list(
+                "AUTH_FAILURE_EXEMPT", env.get("AUTH_FAILURE_EXEMPT", "127.0.0.1,::1")
+            ),
             trusted_proxy_count=_non_negative_int("TRUSTED_PROXY_COUNT", env),
             metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
             signing_secrets=_signing_secrets(env.get("WEBHOOK_SIGNING_SECRETS", "")),

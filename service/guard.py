@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from flask import Flask, Response, request
@@ -33,9 +34,12 @@ def client_address() -> str:
     return (request.remote_addr or "unknown")[:64]
 
 
-def install_failed_auth_limiter(app: Flask, limit: int, window_seconds: int) -> None:
+def install_failed_auth_limiter(
+    app: Flask, limit: int, window_seconds: int, exempt: Collection[str] = ()
+) -> None:
     limiter = FailedAuthLimiter(limit, window_seconds)
     app.extensions[LIMITER_KEY] = limiter
+    exempt = frozenset(exempt)
 
     @app.before_request
     def refuse_blocked_address() -> None:
@@ -45,9 +49,9 @@ def install_failed_auth_limiter(app: Flask, limit: int, window_seconds: int) -> 
 
     @app.after_request
     def count_failed_authentication(response: Response) -> Response:
-        if response.status_code != 401:
-            return response
         address = client_address()
+        if response.status_code != 401 or address in exempt:
+            return response
         try:
             with transaction(current_state().sessions) as session:
                 blocked = limiter.record_failure(session, address, datetime.now(UTC))

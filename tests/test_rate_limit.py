@@ -21,7 +21,10 @@ LIMIT = 3
 
 @pytest.fixture
 def limited_settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, auth_failure_limit=LIMIT, auth_failure_window_seconds=60)
+    # The test client comes from 127.0.0.1, which production exempts by default.
+    return dataclasses.replace(
+        settings, auth_failure_limit=LIMIT, auth_failure_window_seconds=60, auth_failure_exempt=()
+    )
 
 
 @pytest.fixture
@@ -98,3 +101,14 @@ def test_successful_requests_write_no_counters(
         assert post(app, basic_header()) == 204
 
     assert rows(engine, AuthFailure) == []
+
+
+def test_loopback_clients_are_exempt_by_default(settings: Settings, engine: Engine) -> None:
+    app = create_app(dataclasses.replace(settings, auth_failure_limit=LIMIT))
+    try:
+        statuses = [post(app, WRONG) for _ in range(LIMIT + 3)]
+        assert statuses == [401] * (LIMIT + 3)
+        assert post(app, basic_header()) == 204
+        assert rows(engine, AuthFailure) == []
+    finally:
+        app.extensions[EXTENSION_KEY].engine.dispose()
