@@ -9,16 +9,19 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import job_body
+from conftest import SIGNING_SECRET, job_body
 from db_rows import rows
 from sqlalchemy.engine import Engine
 
 from service.app import create_app
 from service.config import ConfigError, Settings
 from service.handlers import HandlerEvent, registry
+from service.handlers.deliveries import HttpDelivery, utc_now
 from service.handlers.registry import ENTRY_POINT_GROUP, handler_plan, load_handlers
 from service.models import HandlerRun
 from service.worker import Worker
+
+NOTIFY_ONLY = "whsec_bm90aWZ5LW9ubHktc2VjcmV0LWtleQ=="
 
 received: list[HandlerEvent] = []
 
@@ -109,10 +112,28 @@ def test_entry_point_that_cannot_load_fails_worker_start_up(
         load_handlers(Settings(), http)
 
 
-def test_notify_url_without_a_signing_secret_is_refused() -> None:
-    settings = Settings(notify_url="http://127.0.0.1:1/hook")
-    with requests.Session() as http, pytest.raises(ConfigError, match="NOTIFY_SIGNING_SECRET"):
-        load_handlers(settings, http)
+@pytest.mark.parametrize(
+    ("notify_secret", "webhook_secrets", "expected"),
+    [
+        (NOTIFY_ONLY, (SIGNING_SECRET,), NOTIFY_ONLY),
+        (None, (SIGNING_SECRET,), SIGNING_SECRET),  # the one secret a deployment may share
+        (None, (), None),  # unsigned, with a warning at start-up
+    ],
+    ids=["notify-secret", "webhook-secret", "none"],
+)
+def test_notifications_are_signed_with_the_most_specific_secret_configured(
+    notify_secret: str | None, webhook_secrets: tuple[str, ...], expected: str | None
+) -> None:
+    settings = Settings(
+        notify_url="http://127.0.0.1:1/hook",
+        notify_signing_secret=notify_secret,
+        signing_secrets=webhook_secrets,
+    )
+    with requests.Session() as http:
+        delivery = registry._notify_delivery(settings, http, utc_now)
+
+    assert isinstance(delivery, HttpDelivery)
+    assert delivery.signing_secret == expected
 
 
 def test_user_handler_receives_the_typed_event(

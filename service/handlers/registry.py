@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -11,12 +12,14 @@ from service.config import ConfigError, Settings
 from service.handlers import alert, data_ready, mfa_prompt, user_action_required
 from service.handlers.deliveries import Clock, Delivery, HttpDelivery, LogDelivery, utc_now
 from service.handlers.event import Handler
+from service.logs import log
 from service.statuses import JOB_STATUSES
 
 if TYPE_CHECKING:
     import requests
 
 ENTRY_POINT_GROUP = "jobhooks.handlers"
+logger = logging.getLogger("jobhooks.handlers")
 
 # Each built-in is built from the two destinations it may use (NOTIFY_URL, ALERT_URL).
 BuildHandler = Callable[[Delivery, Delivery], Handler]
@@ -82,16 +85,17 @@ def load_handlers(
 def _notify_delivery(settings: Settings, http: requests.Session, clock: Clock) -> Delivery:
     if settings.notify_url is None:
         return LogDelivery("NOTIFY_URL")
-    if settings.notify_signing_secret is None:
-        # Receivers must be able to tell our notifications from forged ones.
-        raise ConfigError("NOTIFY_SIGNING_SECRET: required when NOTIFY_URL is set")
+    # Receivers must be able to tell our notifications from forged ones: sign with the dedicated
+    # secret, else with the first webhook signing secret (the one secret a deployment may share).
+    secret = settings.notify_signing_secret or next(iter(settings.signing_secrets), None)
+    if secret is None:
+        log(
+            logger,
+            "NOTIFY_URL is set without NOTIFY_SIGNING_SECRET: notifications go out unsigned",
+            logging.WARNING,
+        )
     return HttpDelivery(
-        "NOTIFY_URL",
-        settings.notify_url,
-        settings.handler_timeout_seconds,
-        http,
-        settings.notify_signing_secret,
-        clock,
+        "NOTIFY_URL", settings.notify_url, settings.handler_timeout_seconds, http, secret, clock
     )
 
 
