@@ -55,6 +55,7 @@ class Settings:
     handler_lease_seconds: float = 60.0
     handler_timeout_seconds: float = 10.0
     worker_poll_seconds: float = 0.5
+    worker_metrics_port: int = 0
     # A job CHALLENGED and a connection-status CHALLENGED of one member within this prompt once.
     prompt_dedup_window_seconds: int = 600
     # OUTAGE_MEMBER_THRESHOLD members of one institution IMPAIRED or DEGRADED within the window
@@ -106,6 +107,7 @@ class Settings:
             handler_lease_seconds=_positive_float("HANDLER_LEASE_SECONDS", env, 60.0),
             handler_timeout_seconds=_positive_float("HANDLER_TIMEOUT_SECONDS", env, 10.0),
             worker_poll_seconds=_positive_float("WORKER_POLL_SECONDS", env, 0.5),
+            worker_metrics_port=_non_negative_int("WORKER_METRICS_PORT", env),
             prompt_dedup_window_seconds=_positive_int("PROMPT_DEDUP_WINDOW_SECONDS", env, 600),
             outage_window_seconds=_positive_int("OUTAGE_WINDOW_SECONDS", env, 900),
             outage_member_threshold=_positive_int("OUTAGE_MEMBER_THRESHOLD", env, 10),

@@ -17,6 +17,7 @@ from types import FrameType
 from typing import Any
 
 import requests
+from prometheus_client import start_http_server
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,6 +46,7 @@ from service.handlers.queue import (
 )
 from service.handlers.registry import handler_plan, load_handlers
 from service.logs import log
+from service.metrics import HANDLER_LAG, HANDLER_RUNS_FINISHED
 from service.models import HandlerRun
 
 logger = logging.getLogger("jobhooks.worker")
@@ -92,6 +94,9 @@ class Worker:
             self._record(run, "the worker running it was lost on every attempt")
             return True
         log(logger, "handler run started", **_fields(run))
+        HANDLER_LAG.labels(handler=run.handler).observe(
+            max(0.0, (self.clock() - run.due_at).total_seconds())
+        )
         with self._lease(run.id):
             error = self._execute(run, event)
         self._record(run, error)
@@ -125,6 +130,8 @@ class Worker:
             # Our lease ran out and another worker took the run; its outcome is the one that counts.
             log(logger, "handler run lease lost", logging.WARNING, **_fields(run))
             return
+        result = "succeeded" if error is None else ("dead" if delay is None else "failed")
+        HANDLER_RUNS_FINISHED.labels(handler=run.handler, result=result).inc()
         level = logging.INFO if error is None else logging.WARNING
         log(
             logger,
@@ -242,6 +249,9 @@ def run_worker(settings: Settings) -> None:
         lease_seconds=settings.handler_lease_seconds,
     )
     listener = listener_for(settings.database_url, HANDLER_RUNS_CHANNEL)
+    if settings.worker_metrics_port:
+        # Workers may run on machines without a web process: each serves its own lag and attempts.
+        start_http_server(settings.worker_metrics_port)
     log(
         logger,
         "worker started",
@@ -250,6 +260,7 @@ def run_worker(settings: Settings) -> None:
         database=engine.dialect.name,
         wake_up="listen" if listener else "poll",
         poll_seconds=settings.worker_poll_seconds,
+        metrics_port=settings.worker_metrics_port,
     )
     try:
         serve(worker, stop, waiter(listener, stop), settings.worker_poll_seconds)
