@@ -34,9 +34,10 @@ def require_bearer_token() -> None:
 def list_handler_runs() -> Response:
     state = _state_filter(request.args.get("state"))
     job_guid = request.args.get("job_guid") or None
+    member_guid = request.args.get("member_guid") or None
     limit = _limit(request.args.get("limit"))
     with transaction(current_state().sessions) as session:
-        runs = list_runs(session, state, job_guid, limit)
+        runs = list_runs(session, state, job_guid, limit, member_guid)
         document = HandlerRunListOut(
             handler_runs=[HandlerRunOut.model_validate(run, from_attributes=True) for run in runs]
         )
@@ -55,7 +56,14 @@ def retry_handler_run(run_id: int) -> Response:
         if run is None:
             raise NotFound(f"no handler run with id {run_id}")
         document = HandlerRunOut.model_validate(run, from_attributes=True)
-    log(logger, "handler run re-queued", run_id=run_id, handler=run.handler, job_guid=run.job_guid)
+    log(
+        logger,
+        "handler run re-queued",
+        run_id=run_id,
+        handler=run.handler,
+        job_guid=run.job_guid,
+        member_guid=run.member_guid,
+    )
     return json_response(document, 202)
 
 

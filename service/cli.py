@@ -121,7 +121,8 @@ def runs_list(state: str | None, job_guid: str | None, limit: int, as_json: bool
         row = document.model_dump(mode="json")
         click.echo(
             f"{row['id']}\t{row['state']}\t{row['handler']}\tattempts={row['attempts']}\t"
-            f"due={row['due_at']}\tjob={row['job_guid']}\t{row['last_error'] or ''}"
+            f"due={row['due_at']}\t{_owner(row['job_guid'], row['member_guid'])}\t"
+            f"{row['last_error'] or ''}"
         )
 
 
@@ -148,7 +149,14 @@ def runs_retry(run_id: int | None, all_dead: bool) -> None:
             raise click.ClickException(str(refused)) from None
         if run is None:
             raise click.ClickException(f"no handler run with id {run_id}")
-    click.echo(f"re-queued run {run_id} ({run.handler} for job {run.job_guid})")
+    click.echo(
+        f"re-queued run {run_id} ({run.handler} for {_owner(run.job_guid, run.member_guid)})"
+    )
+
+
+def _owner(job_guid: str | None, member_guid: str | None) -> str:
+    """A run is owed to a job's event, or to a member's connection-status event."""
+    return f"job={job_guid}" if job_guid is not None else f"member={member_guid}"
 
 
 @cli.command()
@@ -288,14 +296,18 @@ def quarantine_list(limit: int, include_replayed: bool) -> None:
 )
 def quarantine_replay(rejected_id: int, body_file: BinaryIO | None) -> None:
     """Ingest a quarantined delivery (or its corrected body) through the normal path."""
+    from service.cross_source import CrossSourceRules
     from service.handlers.registry import handler_plan
     from service.quarantine import ReplayRefused, replay
 
-    plan = handler_plan(Settings.from_env())
+    settings = Settings.from_env()
+    plan = handler_plan(settings)
     fixed = body_file.read() if body_file is not None else None
     try:
         with _session() as session:
-            outcome = replay(session, rejected_id, plan, fixed)
+            outcome = replay(
+                session, rejected_id, plan, fixed, CrossSourceRules.from_settings(settings)
+            )
     except ReplayRefused as error:
         raise click.ClickException(str(error)) from None
     result = outcome.result

@@ -21,6 +21,7 @@ from service.errors import FieldProblem, ValidationFailed
 from service.schemas import (
     MAX_STATUS_CODE,
     Guid,
+    HandlerRunOut,
     JobOut,
     OptionalText,
     PageQuery,
@@ -149,6 +150,10 @@ class MemberDetailOut(BaseModel):
     member: MemberOut
     history: list[MemberEventOut]
     jobs: list[JobOut] = Field(description="the member's jobs, newest first (first page)")
+    handler_runs: list[HandlerRunOut] = Field(
+        description="runs owed to the member's connection-status events and its jobs' events, "
+        "oldest first (the latest 100)"
+    )
     jobs_next_cursor: str | None = Field(
         description="pass as cursor to GET /members/{guid}/jobs for the next page of jobs"
     )

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
@@ -17,6 +18,8 @@ from service.db import insert_for
 from service.models import InstitutionAlert, Member, MemberPrompt
 from service.statuses import STATUS_CODES_BY_NAME
 
+# What the institution-outage rule queues; it reports to operators (ALERT_URL), not users.
+OUTAGE_HANDLER = "alert"
 # Handlers that ask the end user to do something; a user asked once is not asked again in a window.
 PROMPT_HANDLERS = frozenset({"mfa_prompt"})
 # Job statuses that end an MFA challenge: a CHALLENGED after one of these is a new challenge.
@@ -49,33 +52,59 @@ def learn_institution(session: Session, member_guid: str, institution_guid: str)
     )
 
 
+class PromptSource(StrEnum):
+    JOB = "job"
+    CONNECTION_STATUS = "connection-status"
+
+
 def unprompted(
-    session: Session, member_guid: str, handlers: Sequence[str], now: datetime, window: timedelta
+    session: Session,
+    member_guid: str,
+    handlers: Sequence[str],
+    source: PromptSource,
+    now: datetime,
+    window: timedelta,
 ) -> list[str]:
-    """The handlers to queue: prompts the member already got within the window are left out."""
+    """The handlers to queue: a prompt the other source made within the window is left out."""
     return [
         handler
         for handler in handlers
         if handler not in PROMPT_HANDLERS
-        or claim_prompt(session, member_guid, handler, now, window)
+        or claim_prompt(session, member_guid, handler, source, now, window)
     ]
 
 
 def claim_prompt(
-    session: Session, member_guid: str, handler: str, now: datetime, window: timedelta
+    session: Session,
+    member_guid: str,
+    handler: str,
+    source: PromptSource,
+    now: datetime,
+    window: timedelta,
 ) -> bool:
-    """Record a prompt unless one was recorded within the window.
+    """Record a prompt unless the other source recorded one within the window.
 
-    One conditional upsert, not a read-then-write: of a job CHALLENGED and a connection-status
-    CHALLENGED committing at once, exactly one gets the row back and prompts.
+    Only the other source holds a prompt back: each source's own repeats are dropped at ingest,
+    so a second job CHALLENGED (a new job, a second MFA step) is a new challenge, as before
+    connection statuses existed. One conditional upsert, not a read-then-write: of a job
+    CHALLENGED and a connection-status CHALLENGED committing at once, exactly one gets the row
+    back and prompts.
     """
     insert = insert_for(session, MemberPrompt)
     statement = (
-        insert.values(member_guid=member_guid, handler=handler, last_prompted_at=now)
+        insert.values(
+            member_guid=member_guid, handler=handler, source=source.value, last_prompted_at=now
+        )
         .on_conflict_do_update(
             index_elements=[MemberPrompt.member_guid, MemberPrompt.handler],
-            set_={"last_prompted_at": insert.excluded.last_prompted_at},
-            where=MemberPrompt.last_prompted_at <= now - window,
+            set_={
+                "source": insert.excluded.source,
+                "last_prompted_at": insert.excluded.last_prompted_at,
+            },
+            where=or_(
+                MemberPrompt.source == insert.excluded.source,
+                MemberPrompt.last_prompted_at <= now - window,
+            ),
         )
         .returning(MemberPrompt.member_guid)
     )

@@ -14,13 +14,21 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, or_
 from sqlalchemy.orm import Session
 
-from service.cross_source import learn_institution
+from service.cross_source import (
+    CHALLENGE_ENDING_JOB_STATUSES,
+    CrossSourceRules,
+    PromptSource,
+    end_prompts,
+    learn_institution,
+    unprompted,
+)
 from service.db import HANDLER_RUNS_CHANNEL, insert_for_dialect, notify
 from service.models import HandlerRun, Job, JobEvent, RejectedDelivery
 from service.schemas import JobCallback
 from service.statuses import status_name
 
 HandlersFor = Callable[[int], Sequence[str]]
+DEFAULT_RULES = CrossSourceRules()
 
 
 class Outcome(StrEnum):
@@ -50,7 +58,12 @@ def dedup_key(job: JobCallback) -> str:
     return hashlib.sha256(f"{job.guid}\x1f{job.status}\x1f{updated}".encode()).hexdigest()
 
 
-def ingest_job(session: Session, delivery: JobDelivery, handlers_for: HandlersFor) -> IngestResult:
+def ingest_job(
+    session: Session,
+    delivery: JobDelivery,
+    handlers_for: HandlersFor,
+    rules: CrossSourceRules = DEFAULT_RULES,
+) -> IngestResult:
     """Store the event, move the current state forward if it is newest, queue its handlers.
 
     Call inside one transaction: the caller commits before answering MX.
@@ -63,11 +76,34 @@ def ingest_job(session: Session, delivery: JobDelivery, handlers_for: HandlersFo
         learn_institution(session, job.member_guid, job.institution_guid)
     if not _advance_current_state(session, delivery, event_id):
         return IngestResult(Outcome.STALE, event_id)
-    handlers = handlers_for(delivery.job.status)
+    handlers = handlers_for(job.status)
+    if job.member_guid is not None:
+        handlers = _member_prompts(session, job, job.member_guid, handlers, delivery, rules)
     run_ids = queue_handler_runs(
-        session, event_id, delivery.job.guid, handlers, delivery.received_at
+        session, event_id, job.guid, handlers, delivery.received_at, job.member_guid
     )
     return IngestResult(Outcome.ACCEPTED, event_id, run_ids)
+
+
+def _member_prompts(
+    session: Session,
+    job: JobCallback,
+    member_guid: str,
+    handlers: Sequence[str],
+    delivery: JobDelivery,
+    rules: CrossSourceRules,
+) -> list[str]:
+    """A job CHALLENGED and a connection-status CHALLENGED of one member prompt the user once."""
+    if job.status in CHALLENGE_ENDING_JOB_STATUSES:
+        end_prompts(session, member_guid)
+    return unprompted(
+        session,
+        member_guid,
+        handlers,
+        PromptSource.JOB,
+        delivery.received_at,
+        rules.prompt_window,
+    )
 
 
 # Statements are built once per dialect with bound parameters: building an upsert costs more
@@ -151,6 +187,9 @@ def _run_insert(dialect: str) -> Any:
 RUN_COLUMNS = (
     "event_id",
     "job_guid",
+    "member_event_id",
+    "member_guid",
+    "context",
     "handler",
     "state",
     "attempts",
@@ -202,20 +241,43 @@ def _advance_current_state(session: Session, delivery: JobDelivery, event_id: in
     return connection.execute(_job_upsert(connection.dialect.name), params).first() is not None
 
 
+@dataclass(frozen=True)
+class RunOwner:
+    """The event a run is owed to: a job event (event_id) or a member event (member_event_id)."""
+
+    event_id: int | None = None
+    job_guid: str | None = None
+    member_event_id: int | None = None
+    member_guid: str | None = None
+    context: dict[str, Any] | None = None
+
+
 def queue_handler_runs(
     session: Session,
     event_id: int,
     job_guid: str,
     handlers: Sequence[str],
     now: datetime,
+    member_guid: str | None = None,
+) -> list[int]:
+    """Runs owed to a job event."""
+    owner = RunOwner(event_id=event_id, job_guid=job_guid, member_guid=member_guid)
+    return queue_runs(session, owner, handlers, now)
+
+
+def queue_runs(
+    session: Session, owner: RunOwner, handlers: Sequence[str], now: datetime
 ) -> list[int]:
     """The transactional outbox: runs are rows committed together with the event that owes them."""
     if not handlers:
         return []
     rows = [
         {
-            "event_id": event_id,
-            "job_guid": job_guid,
+            "event_id": owner.event_id,
+            "job_guid": owner.job_guid,
+            "member_event_id": owner.member_event_id,
+            "member_guid": owner.member_guid,
+            "context": owner.context,
             "handler": handler,
             "state": "pending",
             "attempts": 0,

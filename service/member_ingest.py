@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -14,9 +14,18 @@ from sqlalchemy import ColumnElement, and_, delete, func, not_, select
 from sqlalchemy.orm import Session
 
 from service.connection_schemas import ConnectionStatusCallback
-from service.connection_statuses import resolved_status
+from service.connection_statuses import CHALLENGED_CODE, is_outage_signal, resolved_status
+from service.cross_source import (
+    OUTAGE_HANDLER,
+    CrossSourceRules,
+    PromptSource,
+    claim_institution_alert,
+    end_prompts,
+    members_in_outage,
+    unprompted,
+)
 from service.db import insert_for
-from service.ingest import IngestResult, Outcome
+from service.ingest import DEFAULT_RULES, IngestResult, Outcome, RunOwner, queue_runs
 from service.models import Job, Member, MemberEvent
 
 ConnectionHandlersFor = Callable[[int | None, str | None], Sequence[str]]
@@ -77,9 +86,13 @@ def member_dedup_key(
 
 
 def ingest_connection_status(
-    session: Session, delivery: ConnectionDelivery, handlers_for: ConnectionHandlersFor
+    session: Session,
+    delivery: ConnectionDelivery,
+    handlers_for: ConnectionHandlersFor,
+    rules: CrossSourceRules = DEFAULT_RULES,
 ) -> IngestResult:
-    """Store the event and move the member's current state forward if it is newest.
+    """Store the event, move the member's current state forward if it is newest, queue its
+    handlers.
 
     A delivery that repeats the current state (same status and message) is a retry, not a
     transition: it leaves nothing behind. Call inside one transaction: the caller commits
@@ -90,8 +103,13 @@ def ingest_connection_status(
     event_id = _insert_event(session, delivery, status, event_at, source)
     if event_id is None:
         return IngestResult(Outcome.DUPLICATE)
-    if _advance_member(session, delivery, status, event_at, event_id):
-        return IngestResult(Outcome.ACCEPTED, event_id)
+    advanced = _advance_member(session, delivery, status, event_at, event_id)
+    if advanced is not None:
+        institution_guid: str | None = advanced.institution_guid
+        run_ids = _queue_member_runs(
+            session, delivery, status, event_id, institution_guid, handlers_for, rules
+        )
+        return IngestResult(Outcome.ACCEPTED, event_id, run_ids)
     # The upsert locked the member row, so what it holds now is what this event lost to.
     current = session.execute(
         select(Member).where(Member.guid == delivery.callback.member_guid)
@@ -155,8 +173,9 @@ def _advance_member(
     status: MemberStatus,
     event_at: datetime,
     event_id: int,
-) -> bool:
-    """Upsert the member only if this event is at least as new and changes something."""
+) -> Any:
+    """Upsert the member only if this event is at least as new and changes something; the new
+    row (guid, institution_guid) when it did, None when it did not."""
     callback = delivery.callback
     insert = insert_for(session, Member)
     values: dict[str, Any] = {
@@ -185,9 +204,9 @@ def _advance_member(
             set_=changes,
             where=and_(excluded.event_at >= Member.event_at, not_(_same_state(excluded))),
         )
-        .returning(Member.guid)
+        .returning(Member.guid, Member.institution_guid)
     )
-    return session.execute(statement).scalar_one_or_none() is not None
+    return session.execute(statement).first()
 
 
 def _same_state(excluded: Any) -> ColumnElement[bool]:
@@ -208,3 +227,52 @@ def _institution_of(callback: ConnectionStatusCallback) -> Any:
         .limit(1)
         .scalar_subquery()
     )
+
+
+def _queue_member_runs(
+    session: Session,
+    delivery: ConnectionDelivery,
+    status: MemberStatus,
+    event_id: int,
+    institution_guid: str | None,
+    handlers_for: ConnectionHandlersFor,
+    rules: CrossSourceRules,
+) -> list[int]:
+    member_guid = delivery.callback.member_guid
+    now = delivery.received_at
+    if status.code != CHALLENGED_CODE:
+        end_prompts(session, member_guid)
+    handlers = unprompted(
+        session,
+        member_guid,
+        handlers_for(status.code, status.name),
+        PromptSource.CONNECTION_STATUS,
+        now,
+        rules.prompt_window,
+    )
+    owner = RunOwner(member_event_id=event_id, member_guid=member_guid)
+    run_ids = queue_runs(session, owner, handlers, now)
+    if is_outage_signal(status.code) and institution_guid is not None:
+        run_ids += _outage_alert(session, owner, institution_guid, now, rules)
+    return run_ids
+
+
+def _outage_alert(
+    session: Session,
+    owner: RunOwner,
+    institution_guid: str,
+    now: datetime,
+    rules: CrossSourceRules,
+) -> list[int]:
+    """One alert for the institution when enough of its members are in outage at once."""
+    members = members_in_outage(session, institution_guid, now - rules.outage_window)
+    if members < rules.outage_threshold:
+        return []
+    if not claim_institution_alert(session, institution_guid, members, now, rules.outage_window):
+        return []
+    context = {
+        "institution_guid": institution_guid,
+        "member_count": members,
+        "window_seconds": int(rules.outage_window.total_seconds()),
+    }
+    return queue_runs(session, replace(owner, context=context), [OUTAGE_HANDLER], now)

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from service.connection_schemas import MemberEventOut, MemberFilters, MemberOut
 from service.connection_statuses import connection_status
 from service.db import UTCDateTime
-from service.models import Member, MemberEvent
+from service.models import HandlerRun, Member, MemberEvent
 from service.pagination import Position, page_of
+from service.schemas import HandlerRunOut
 
 
 def member_out(member: Member) -> MemberOut:
@@ -61,6 +62,21 @@ def member_with_history(
     return member_out(member), [
         member_event_out(event, member.current_event_id) for _, event in rows
     ]
+
+
+MEMBER_RUNS_LIMIT = 100
+
+
+def member_handler_runs(session: Session, guid: str) -> list[HandlerRunOut]:
+    """The member's latest runs, oldest first: its own and those of its jobs' events."""
+    latest = (
+        select(HandlerRun)
+        .where(HandlerRun.member_guid == guid)
+        .order_by(HandlerRun.id.desc())
+        .limit(MEMBER_RUNS_LIMIT)
+    )
+    runs = sorted(session.scalars(latest), key=lambda run: run.id)
+    return [HandlerRunOut.model_validate(run, from_attributes=True) for run in runs]
 
 
 def member_position(member: Member) -> Position:

@@ -17,7 +17,12 @@ from service.connection_schemas import (
 )
 from service.context import current_state
 from service.errors import BadRequest, FieldProblem, NotFound, Unauthorized
-from service.member_queries import list_members, member_out, member_with_history
+from service.member_queries import (
+    list_members,
+    member_handler_runs,
+    member_out,
+    member_with_history,
+)
 from service.pagination import (
     CursorError,
     Position,
@@ -57,6 +62,7 @@ def get_member(member_guid: str) -> Response:
             raise NotFound(f"no member with guid {member_guid[:255]!r}")
         jobs, next_jobs = list_jobs(session, jobs_filters, None, DEFAULT_PAGE_SIZE)
         page = [job_out(job) for job in jobs]
+        runs = member_handler_runs(session, member_guid)
     member, history = found
     return json_response(
         MemberDetailOut(
@@ -64,6 +70,7 @@ def get_member(member_guid: str) -> Response:
             history=history,
             jobs=page,
             jobs_next_cursor=_cursor_for(next_jobs, jobs_scope),
+            handler_runs=runs,
         )
     )
 

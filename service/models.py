@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
+    CheckConstraint,
     ForeignKey,
     Index,
     Integer,
@@ -15,11 +17,17 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from service.db import BigId, JsonDocument, UTCDateTime
 
 GUID_LENGTH = 255
+ONE_EVENT = "(event_id IS NULL) <> (member_event_id IS NULL)"
+# None is stored as SQL NULL, not as the JSON document null.
+NullableJsonDocument = JSON(none_as_null=True).with_variant(
+    postgresql.JSONB(none_as_null=True), "postgresql"
+)
 
 
 class Base(DeclarativeBase):
@@ -80,19 +88,29 @@ class Job(Base):
 
 
 class HandlerRun(Base):
-    """A handler owed to an event: written with the event, claimed and run by a worker."""
+    """A handler owed to an event, a job's or a member's: written with the event, claimed and
+    run by a worker."""
 
     __tablename__ = "handler_runs"
     __table_args__ = (
         UniqueConstraint("event_id", "handler", name="uq_handler_runs_event_handler"),
+        UniqueConstraint("member_event_id", "handler", name="uq_handler_runs_member_event_handler"),
         UniqueConstraint("idempotency_key", name="uq_handler_runs_idempotency_key"),
+        CheckConstraint(ONE_EVENT, name="ck_handler_runs_one_event"),
         Index("ix_handler_runs_state_due_at", "state", "due_at"),
         Index("ix_handler_runs_job_guid", "job_guid"),
+        Index("ix_handler_runs_member_guid", "member_guid"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("job_events.id"))
-    job_guid: Mapped[str] = mapped_column(String(GUID_LENGTH))
+    # Exactly one of event_id (a job event) and member_event_id (a connection-status event).
+    event_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("job_events.id"))
+    member_event_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("member_events.id"))
+    job_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    # Set for member events and for job events of a job that names its member.
+    member_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    # What the rule that queued the run knew, when the event alone does not say (outage counts).
+    context: Mapped[dict[str, Any] | None] = mapped_column(NullableJsonDocument)
     handler: Mapped[str] = mapped_column(String(100))
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -197,6 +215,8 @@ class MemberPrompt(Base):
 
     member_guid: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
     handler: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # "job" or "connection-status": only the other source's prompt holds a new one back.
+    source: Mapped[str] = mapped_column(String(32))
     last_prompted_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -155,6 +155,7 @@ HANDLER_RUNS_QUERY: tuple[dict[str, Any], ...] = (
         "schema": {"type": "string", "enum": ["pending", "running", "succeeded", "dead"]},
     },
     {"name": "job_guid", "in": "query", "required": False, "schema": {"type": "string"}},
+    {"name": "member_guid", "in": "query", "required": False, "schema": {"type": "string"}},
     {
         "name": "limit",
         "in": "query",

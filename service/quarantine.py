@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from service.connection_schemas import validate_connection_status
 from service.connection_statuses import connection_handlers
+from service.cross_source import CrossSourceRules
 from service.errors import RejectedBody
-from service.ingest import HandlersFor, IngestResult, JobDelivery, ingest_job
+from service.ingest import DEFAULT_RULES, HandlersFor, IngestResult, JobDelivery, ingest_job
 from service.member_ingest import ConnectionDelivery, ingest_connection_status
 from service.models import RejectedDelivery
 from service.payload import parse_json
@@ -43,6 +44,7 @@ def replay(
     rejected_id: int,
     handlers_for: HandlersFor,
     fixed_body: bytes | None = None,
+    rules: CrossSourceRules = DEFAULT_RULES,
 ) -> ReplayOutcome:
     """Validate and ingest the stored (or corrected) body as if MX had just sent it."""
     rejected = session.get(RejectedDelivery, rejected_id, with_for_update=True)
@@ -66,10 +68,10 @@ def replay(
             # The body has no time of its own: it happened when MX sent it, not now, so a
             # newer status that arrived meanwhile stays current.
             result = _replay_connection_status(
-                session, document, rejected.received_at, rejected.delivery_id
+                session, document, rejected.received_at, rejected.delivery_id, rules
             )
         else:
-            result = _replay_job(session, document, now, rejected.delivery_id, handlers_for)
+            result = _replay_job(session, document, now, rejected.delivery_id, handlers_for, rules)
     except RejectedBody as error:
         problems = "; ".join(f"{p.field or 'body'}: {p.message}" for p in error.details)
         raise ReplayRefused(
@@ -85,17 +87,22 @@ def _replay_job(
     now: datetime,
     delivery_id: str | None,
     handlers_for: HandlersFor,
+    rules: CrossSourceRules,
 ) -> IngestResult:
     job, raw = validate_job(document)
     delivery = JobDelivery(job=job, raw=raw, received_at=now, delivery_id=delivery_id)
-    return ingest_job(session, delivery, handlers_for)
+    return ingest_job(session, delivery, handlers_for, rules)
 
 
 def _replay_connection_status(
-    session: Session, document: Any, received_at: datetime, delivery_id: str | None
+    session: Session,
+    document: Any,
+    received_at: datetime,
+    delivery_id: str | None,
+    rules: CrossSourceRules,
 ) -> IngestResult:
     callback, raw = validate_connection_status(document)
     delivery = ConnectionDelivery(
         callback=callback, raw=raw, received_at=received_at, delivery_id=delivery_id
     )
-    return ingest_connection_status(session, delivery, connection_handlers)
+    return ingest_connection_status(session, delivery, connection_handlers, rules)

@@ -143,8 +143,11 @@ class EventOut(BaseModel):
 
 class HandlerRunOut(BaseModel):
     id: int
-    event_id: int
-    job_guid: str
+    # A run is owed to a job event (event_id, job_guid) or a member event (member_event_id).
+    event_id: int | None
+    job_guid: str | None
+    member_event_id: int | None = None
+    member_guid: str | None = None
     handler: str
     state: str
     attempts: int

@@ -21,6 +21,7 @@ from service.auth import (
 from service.config import Settings
 from service.connection_schemas import validate_connection_status
 from service.context import current_state
+from service.cross_source import CrossSourceRules
 from service.db import run_in_transaction
 from service.errors import (
     ApiError,
@@ -70,7 +71,9 @@ def _accept_job(session: Session, document: Any, arrival: Arrival) -> IngestResu
     delivery = JobDelivery(
         job=job, raw=raw, received_at=arrival.received_at, delivery_id=arrival.delivery_id
     )
-    result = ingest_job(session, delivery, current_state().handlers_for)
+    state = current_state()
+    rules = CrossSourceRules.from_settings(state.settings)
+    result = ingest_job(session, delivery, state.handlers_for, rules)
     log(
         logger,
         "job callback",
@@ -93,7 +96,9 @@ def _accept_connection_status(session: Session, document: Any, arrival: Arrival)
         delivery_id=arrival.delivery_id,
         signed_at=arrival.signed_at,
     )
-    result = ingest_connection_status(session, delivery, current_state().connection_handlers_for)
+    state = current_state()
+    rules = CrossSourceRules.from_settings(state.settings)
+    result = ingest_connection_status(session, delivery, state.connection_handlers_for, rules)
     log(
         logger,
         "connection status callback",

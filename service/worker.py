@@ -34,7 +34,7 @@ from service.db import (
 )
 from service.handlers.backoff import RetryPolicy
 from service.handlers.deliveries import Clock, utc_now
-from service.handlers.event import Handler, HandlerEvent
+from service.handlers.event import AnyHandlerEvent, Handler
 from service.handlers.queue import (
     any_due,
     claim_next,
@@ -102,7 +102,7 @@ class Worker:
         self._record(run, error)
         return True
 
-    def _execute(self, run: HandlerRun, event: HandlerEvent | str) -> str | None:
+    def _execute(self, run: HandlerRun, event: AnyHandlerEvent | str) -> str | None:
         """Run the handler; its failure, whatever it is, becomes the run's error, not ours."""
         handler = self.handlers.get(run.handler)
         if handler is None:
@@ -170,12 +170,13 @@ class Worker:
             keeper.join()
 
 
-def _load_event(session: Session, run: HandlerRun) -> HandlerEvent | str:
+def _load_event(session: Session, run: HandlerRun) -> AnyHandlerEvent | str:
     """The run's typed event, or why it cannot be built (then the attempt fails, not the worker)."""
     try:
         return handler_event(session, run)
     except ValidationError as error:
-        return f"stored event no longer matches the job schema: {error.error_count()} errors"
+        schema = "job" if run.member_event_id is None else "connection-status"
+        return f"stored event no longer matches the {schema} schema: {error.error_count()} errors"
 
 
 def _fields(run: HandlerRun) -> dict[str, Any]:
@@ -183,6 +184,7 @@ def _fields(run: HandlerRun) -> dict[str, Any]:
         "run_id": run.id,
         "handler": run.handler,
         "job_guid": run.job_guid,
+        "member_guid": run.member_guid,
         "attempt": run.attempts,
         "idempotency_key": run.idempotency_key,
     }

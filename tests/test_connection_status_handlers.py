@@ -59,7 +59,7 @@ class Feed:
             return ingest_connection_status(session, delivery, connection_handlers, rules)
 
     def job(self, at: datetime, rules: CrossSourceRules = RULES, **overrides: Any) -> IngestResult:
-        job, raw = validate_job(job_body(**overrides))
+        job, raw = validate_job(job_body(**{"member_guid": MEMBER, **overrides}))
         with transaction(self.sessions) as session:
             return ingest_job(
                 session, JobDelivery(job=job, raw=raw, received_at=at), self.plan, rules
@@ -194,11 +194,21 @@ def test_a_new_challenge_after_a_rejected_answer_prompts_again(feed: Feed, engin
 
 
 def test_a_job_that_ended_ends_the_challenge(feed: Feed, engine: Engine) -> None:
-    feed.job(T0, status=2, updated_at="2026-11-25T10:00:00Z")
+    feed.status(T0)
     feed.job(T0 + timedelta(seconds=10), status=8, updated_at="2026-11-25T10:00:10Z")
     feed.job(T0 + timedelta(seconds=20), guid="JOB-2", status=2)
 
     assert handlers_run(engine) == ["mfa_prompt", "user_action_required", "mfa_prompt"]
+
+
+def test_each_job_challenge_still_prompts_as_before(feed: Feed, engine: Engine) -> None:
+    # Only the other source holds a prompt back: job-only users see no change.
+    feed.job(T0, status=2, updated_at="2026-11-25T10:00:00Z")
+    feed.job(T0 + timedelta(seconds=5), status=2, updated_at="2026-11-25T10:00:05Z")
+    feed.job(T0 + timedelta(seconds=9), guid="JOB-2", status=2)
+    feed.status(T0 + timedelta(seconds=10))
+
+    assert handlers_run(engine) == ["mfa_prompt", "mfa_prompt", "mfa_prompt"]
 
 
 def test_other_members_are_prompted_independently(feed: Feed, engine: Engine) -> None:

@@ -65,7 +65,7 @@ def test_member_detail_shows_current_status_history_and_jobs_newest_first(
 
     assert response.status_code == 200
     document = response.get_json()
-    assert set(document) == {"member", "history", "jobs", "jobs_next_cursor"}
+    assert set(document) == {"member", "history", "jobs", "jobs_next_cursor", "handler_runs"}
     member = document["member"]
     assert member["guid"] == MEMBER
     assert (member["connection_status_id"], member["connection_status"]) == (6, "CONNECTED")
@@ -237,3 +237,20 @@ def test_unsearchable_member_guid_is_a_client_error(
 
     assert response.status_code in (400, 404)
     assert_error_shape(response, response.status_code)
+
+
+def test_member_detail_lists_the_runs_of_its_events_and_its_jobs(
+    client: FlaskClient,
+    api_headers: dict[str, str],
+    post_status: Callable[..., Any],
+    post_job: PostJob,
+) -> None:
+    post_job(job_body(member_guid=MEMBER, status=6))
+    post_status(connection_status_id=2, connection_status=None)
+
+    runs = client.get(f"/members/{MEMBER}", headers=api_headers).get_json()["handler_runs"]
+
+    assert [(r["handler"], r["job_guid"] is None, r["member_guid"]) for r in runs] == [
+        ("data_ready", False, MEMBER),
+        ("user_action_required", True, MEMBER),
+    ]

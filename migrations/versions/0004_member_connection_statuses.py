@@ -1,5 +1,8 @@
 """Member connection statuses: member_events (history), members (current state), prompt and
-institution-alert windows.
+institution-alert windows, and handler runs owed to member events.
+
+handler_runs.event_id and job_guid become nullable: a run is owed to a job event (event_id) or to
+a member event (member_event_id), exactly one of them (a CHECK constraint says so).
 
 Revision ID: 0004_member_connection_statuses
 Revises: 0003_auth_failures
@@ -19,6 +22,10 @@ depends_on = None
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 JSON_DOCUMENT = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+CONTEXT_DOCUMENT = sa.JSON(none_as_null=True).with_variant(
+    postgresql.JSONB(none_as_null=True), "postgresql"
+)
+ONE_EVENT = "(event_id IS NULL) <> (member_event_id IS NULL)"
 GUID = sa.String(255)
 
 MEMBER_INDEXES: tuple[tuple[str, list[str]], ...] = (
@@ -80,6 +87,7 @@ def upgrade() -> None:
         "member_prompts",
         sa.Column("member_guid", GUID, primary_key=True),
         sa.Column("handler", sa.String(100), primary_key=True),
+        sa.Column("source", sa.String(32), nullable=False),
         timestamp("last_prompted_at", nullable=False),
     )
 
@@ -89,10 +97,45 @@ def upgrade() -> None:
         timestamp("last_alerted_at", nullable=False),
         sa.Column("member_count", sa.Integer(), nullable=False),
     )
+    _extend_handler_runs()
 
 
 def downgrade() -> None:
+    _restore_handler_runs()
     op.drop_table("institution_alerts")
     op.drop_table("member_prompts")
     op.drop_table("members")
     op.drop_table("member_events")
+
+
+def _extend_handler_runs() -> None:
+    """A run is owed to a job event or to a member event, never both."""
+    with op.batch_alter_table("handler_runs") as batch:
+        batch.alter_column("event_id", existing_type=BIG_ID, nullable=True)
+        batch.alter_column("job_guid", existing_type=GUID, nullable=True)
+        batch.add_column(sa.Column("member_event_id", BIG_ID, nullable=True))
+        batch.add_column(sa.Column("member_guid", GUID, nullable=True))
+        batch.add_column(sa.Column("context", CONTEXT_DOCUMENT, nullable=True))
+        batch.create_foreign_key(
+            "fk_handler_runs_member_event_id", "member_events", ["member_event_id"], ["id"]
+        )
+        batch.create_unique_constraint(
+            "uq_handler_runs_member_event_handler", ["member_event_id", "handler"]
+        )
+        batch.create_check_constraint("ck_handler_runs_one_event", ONE_EVENT)
+        batch.create_index("ix_handler_runs_member_guid", ["member_guid"])
+
+
+def _restore_handler_runs() -> None:
+    # Runs owed to member events cannot exist in the older schema.
+    op.execute(sa.text("DELETE FROM handler_runs WHERE member_event_id IS NOT NULL"))
+    with op.batch_alter_table("handler_runs") as batch:
+        batch.drop_index("ix_handler_runs_member_guid")
+        batch.drop_constraint("ck_handler_runs_one_event", type_="check")
+        batch.drop_constraint("uq_handler_runs_member_event_handler", type_="unique")
+        batch.drop_constraint("fk_handler_runs_member_event_id", type_="foreignkey")
+        batch.drop_column("context")
+        batch.drop_column("member_guid")
+        batch.drop_column("member_event_id")
+        batch.alter_column("job_guid", existing_type=GUID, nullable=False)
+        batch.alter_column("event_id", existing_type=BIG_ID, nullable=False)

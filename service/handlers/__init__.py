@@ -4,6 +4,22 @@ A handler is a callable taking a HandlerEvent; built-ins live one per module, us
 through the `jobhooks.handlers` entry-point group, and HANDLERS chooses which run for which status.
 """
 
-from service.handlers.event import Handler, HandlerEvent, PreviousState
+from service.handlers.event import (
+    AnyHandlerEvent,
+    Handler,
+    HandlerEvent,
+    InstitutionOutage,
+    MemberHandlerEvent,
+    PreviousConnection,
+    PreviousState,
+)
 
-__all__ = ["Handler", "HandlerEvent", "PreviousState"]
+__all__ = [
+    "AnyHandlerEvent",
+    "Handler",
+    "HandlerEvent",
+    "InstitutionOutage",
+    "MemberHandlerEvent",
+    "PreviousConnection",
+    "PreviousState",
+]

@@ -1,16 +1,19 @@
-"""HALTED: a failure inside MX that no user can fix; post a Slack-compatible alert for operators."""
+"""HALTED, or many members of one institution in outage at once: a failure no user can fix;
+post a Slack-compatible alert for operators."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from service.handlers.deliveries import Delivery
-from service.handlers.event import Handler, HandlerEvent
+from service.handlers.event import AnyHandlerEvent, Handler, MemberHandlerEvent
 
 NAME = "alert"
 
 
-def alert_text(event: HandlerEvent) -> str:
+def alert_text(event: AnyHandlerEvent) -> str:
+    if isinstance(event, MemberHandlerEvent):
+        return member_alert_text(event)
     job = event.job
     status = job.status_name or str(job.status)
     return (
@@ -19,12 +22,36 @@ def alert_text(event: HandlerEvent) -> str:
     )
 
 
-def alert_document(event: HandlerEvent) -> dict[str, Any]:
+def member_alert_text(event: MemberHandlerEvent) -> str:
+    member = event.member
+    status = member.connection_status or str(member.connection_status_id)
+    if event.outage is not None:
+        outage = event.outage
+        return (
+            f"MX institution {outage.institution_guid} may be down: {outage.member_count} members "
+            f"IMPAIRED or DEGRADED in the last {_duration(outage.window_seconds)} "
+            f"(latest: member {member.member_guid} {status})"
+        )
+    return (
+        f"MX member {member.member_guid} {status}: "
+        f"{member.connection_status_message or 'no message'} "
+        f"(institution {event.institution_guid or 'unknown'})"
+    )
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def alert_document(event: AnyHandlerEvent) -> dict[str, Any]:
     return {"text": alert_text(event)}
 
 
 def build(notify: Delivery, alert: Delivery) -> Handler:
-    def handle(event: HandlerEvent) -> None:
+    def handle(event: AnyHandlerEvent) -> None:
         alert.send(event.idempotency_key, alert_document(event))
 
     handle.__name__ = NAME

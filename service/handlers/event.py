@@ -1,4 +1,4 @@
-"""The typed event a handler receives, and the handler signature itself."""
+"""The typed events a handler receives (a job's or a member's), and the handler signature."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from service.connection_schemas import ConnectionStatusCallback
 from service.schemas import JobCallback
 
 
@@ -34,5 +35,50 @@ class HandlerEvent:
     payload: dict[str, Any] | None
 
 
-# A handler returns on success and raises on failure; the worker retries what raises.
-Handler = Callable[[HandlerEvent], None]
+@dataclass(frozen=True)
+class PreviousConnection:
+    """The member's connection status just before this event: its previous event by event_at."""
+
+    connection_status_id: int | None
+    connection_status: str | None
+    event_at: datetime
+
+
+@dataclass(frozen=True)
+class InstitutionOutage:
+    """Why an institution alert was queued: this many members in outage within the window."""
+
+    institution_guid: str
+    member_count: int
+    window_seconds: int
+
+
+@dataclass(frozen=True)
+class MemberHandlerEvent:
+    """What a handler receives for a run owed to a member's CONNECTION_STATUS event."""
+
+    run_id: int
+    handler: str
+    # Stable for the run across every attempt and worker, so receivers can drop repeats.
+    idempotency_key: str
+    attempt: int
+    event_id: int  # the member event's id (member_events), not a job event's
+    received_at: datetime
+    event_at: datetime
+    # The stored body, with the status id and name resolved from MX's table.
+    member: ConnectionStatusCallback
+    # Learned from the member's job callbacks; None until one of them names it.
+    institution_guid: str | None
+    previous: PreviousConnection | None
+    # Set only on the alert the institution-outage rule queues.
+    outage: InstitutionOutage | None
+    # The body exactly as MX sent it (unknown fields included); None once purged.
+    payload: dict[str, Any] | None
+
+
+AnyHandlerEvent = HandlerEvent | MemberHandlerEvent
+
+
+# A handler returns on success and raises on failure; the worker retries what raises. Handlers
+# planned for job statuses only ever receive a HandlerEvent; the built-ins also serve members.
+Handler = Callable[[AnyHandlerEvent], None]

@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from service.handlers.deliveries import Delivery
-from service.handlers.event import Handler, HandlerEvent
+from service.handlers.event import AnyHandlerEvent, Handler, HandlerEvent, MemberHandlerEvent
 from service.schemas import format_utc
 
 
-def notification(kind: str, action: str, event: HandlerEvent) -> dict[str, Any]:
+def notification(kind: str, action: str, event: AnyHandlerEvent) -> dict[str, Any]:
     """Standard Webhooks payload shape, built from stored data only: every attempt is identical."""
+    if isinstance(event, MemberHandlerEvent):
+        return member_notification(kind, action, event)
+    return job_notification(kind, action, event)
+
+
+def job_notification(kind: str, action: str, event: HandlerEvent) -> dict[str, Any]:
     job = event.job
     previous = event.previous
     return {
@@ -34,8 +40,31 @@ def notification(kind: str, action: str, event: HandlerEvent) -> dict[str, Any]:
     }
 
 
+def member_notification(kind: str, action: str, event: MemberHandlerEvent) -> dict[str, Any]:
+    """The member counterpart of the job notification: same envelope, type member.<handler>."""
+    member = event.member
+    previous = event.previous
+    return {
+        "type": f"member.{kind}",
+        "timestamp": format_utc(event.received_at),
+        "data": {
+            "action": action,
+            "member_guid": member.member_guid,
+            "user_guid": member.user_guid,
+            "institution_guid": event.institution_guid,
+            "connection_status_id": member.connection_status_id,
+            "connection_status": member.connection_status,
+            "connection_status_message": member.connection_status_message,
+            "event_at": format_utc(event.event_at),
+            "previous_connection_status_id": previous.connection_status_id if previous else None,
+            "previous_connection_status": previous.connection_status if previous else None,
+            "member_event_id": event.event_id,
+        },
+    }
+
+
 def notifying_handler(kind: str, action: str, delivery: Delivery) -> Handler:
-    def handle(event: HandlerEvent) -> None:
+    def handle(event: AnyHandlerEvent) -> None:
         delivery.send(event.idempotency_key, notification(kind, action, event))
 
     handle.__name__ = kind

@@ -22,7 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from service.db import HANDLER_RUNS_CHANNEL, UTCDateTime, notify, skip_locked
-from service.handlers.event import HandlerEvent, PreviousState
+from service.handlers.event import AnyHandlerEvent, HandlerEvent, PreviousState
+from service.handlers.member_event import member_handler_event
 from service.ingest import queue_handler_runs
 from service.models import HandlerRun, JobEvent
 from service.schemas import JobCallback
@@ -168,8 +169,11 @@ def _changed(session: Session, statement: Update) -> bool:
     return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
-def handler_event(session: Session, run: HandlerRun) -> HandlerEvent:
-    """The typed event for a run: the stored job object and the state it replaced."""
+def handler_event(session: Session, run: HandlerRun) -> AnyHandlerEvent:
+    """The typed event for a run: the stored job object (or member connection status) and the
+    state it replaced."""
+    if run.member_event_id is not None:
+        return member_handler_event(session, run)
     event = session.get_one(JobEvent, run.event_id)
     return HandlerEvent(
         run_id=run.id,
@@ -261,6 +265,7 @@ def list_runs(
     state: RunState | None = None,
     job_guid: str | None = None,
     limit: int = 100,
+    member_guid: str | None = None,
 ) -> list[HandlerRun]:
     """Newest first."""
     statement = select(HandlerRun).order_by(HandlerRun.id.desc()).limit(min(limit, MAX_LIST_LIMIT))
@@ -268,6 +273,8 @@ def list_runs(
         statement = statement.where(HandlerRun.state == state)
     if job_guid is not None:
         statement = statement.where(HandlerRun.job_guid == job_guid)
+    if member_guid is not None:
+        statement = statement.where(HandlerRun.member_guid == member_guid)
     return list(session.scalars(statement))
 
 

@@ -1,0 +1,71 @@
+"""The typed event a handler receives for a run owed to a member's connection-status event."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.connection_schemas import ConnectionStatusCallback
+from service.handlers.event import InstitutionOutage, MemberHandlerEvent, PreviousConnection
+from service.models import HandlerRun, Member, MemberEvent
+
+
+def member_handler_event(session: Session, run: HandlerRun) -> MemberHandlerEvent:
+    """The stored body with MX's status resolved, the state it replaced, and the member's
+    institution as far as its job callbacks have told us."""
+    event = session.get_one(MemberEvent, run.member_event_id)
+    institution = session.scalar(
+        select(Member.institution_guid).where(Member.guid == event.member_guid)
+    )
+    return MemberHandlerEvent(
+        run_id=run.id,
+        handler=run.handler,
+        idempotency_key=run.idempotency_key,
+        attempt=run.attempts,
+        event_id=event.id,
+        received_at=event.received_at,
+        event_at=event.event_at,
+        member=_callback(event),
+        institution_guid=institution,
+        previous=_previous_connection(session, event),
+        outage=_outage(run),
+        payload=event.payload,
+    )
+
+
+def _callback(event: MemberEvent) -> ConnectionStatusCallback:
+    resolved = {
+        "member_guid": event.member_guid,
+        "connection_status_id": event.connection_status_id,
+        "connection_status": event.connection_status,
+        "connection_status_message": event.connection_status_message,
+    }
+    if event.payload is None:
+        # The raw body was purged by retention; the columns still say what happened.
+        return ConnectionStatusCallback.model_validate({**resolved, "user_guid": event.user_guid})
+    return ConnectionStatusCallback.model_validate({**event.payload, **resolved})
+
+
+def _previous_connection(session: Session, event: MemberEvent) -> PreviousConnection | None:
+    previous = session.scalars(
+        select(MemberEvent)
+        .where(MemberEvent.member_guid == event.member_guid, MemberEvent.event_at < event.event_at)
+        .order_by(MemberEvent.event_at.desc(), MemberEvent.id.desc())
+        .limit(1)
+    ).first()
+    if previous is None:
+        return None
+    return PreviousConnection(
+        previous.connection_status_id, previous.connection_status, previous.event_at
+    )
+
+
+def _outage(run: HandlerRun) -> InstitutionOutage | None:
+    context = run.context or {}
+    if "institution_guid" not in context:
+        return None
+    return InstitutionOutage(
+        institution_guid=str(context["institution_guid"]),
+        member_count=int(context["member_count"]),
+        window_seconds=int(context["window_seconds"]),
+    )
