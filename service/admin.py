@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request
 
-from service.auth import BEARER_CHALLENGE, bearer_matches
+from service.api_access import require_bearer_token
 from service.context import current_state
 from service.db import transaction
-from service.errors import ApiError, BadRequest, FieldProblem, NotFound, Unauthorized
+from service.errors import ApiError, BadRequest, FieldProblem, NotFound
 from service.handlers.queue import MAX_LIST_LIMIT, RetryRefused, RunState, list_runs, retry_dead
 from service.logs import log
 from service.responses import json_response
@@ -22,12 +22,7 @@ logger = logging.getLogger("jobhooks.admin")
 DEFAULT_LIST_LIMIT = 100
 
 
-@bp.before_request
-def require_bearer_token() -> None:
-    if not bearer_matches(
-        request.headers.get("Authorization"), current_state().settings.api_tokens
-    ):
-        raise Unauthorized("a valid bearer token is required", BEARER_CHALLENGE)
+bp.before_request(require_bearer_token)
 
 
 @bp.get("/handler-runs")
