@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import BinaryIO
@@ -79,6 +79,21 @@ def purge(older_than: str) -> None:
         f"{result.quarantined_bodies_removed} quarantined bodies, "
         f"{result.auth_failure_windows_removed} rate-limit windows"
     )
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on an interactive terminal; nothing when output goes to a log or a pipe."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=1, label=label, file=sys.stderr) as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(1)
+
+        yield advance
 
 
 @contextmanager
@@ -177,9 +192,15 @@ def replay(since: str, until: str | None, statuses: tuple[str, ...]) -> None:
     settings = Settings.from_env()
     plan = handler_plan(settings)
     codes = [_status_code(status) for status in statuses]
-    with _session() as session:
+    with _session() as session, _progress("replaying") as advance:
         result = replay_events(
-            session, _timestamp("--since", since), _until(until), codes, plan, datetime.now(UTC)
+            session,
+            _timestamp("--since", since),
+            _until(until),
+            codes,
+            plan,
+            datetime.now(UTC),
+            progress=advance,
         )
     click.echo(
         f"{result.events} events: {result.queued} runs queued, {result.requeued} re-queued, "

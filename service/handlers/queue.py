@@ -293,6 +293,7 @@ def replay(
     statuses: Sequence[int],
     handlers_for: Callable[[int], Sequence[str]],
     now: datetime,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ReplayResult:
     """Run the planned handlers again for events received in [since, until).
 
@@ -302,7 +303,9 @@ def replay(
     """
     events = session.scalars(_replayable_events(since, until, statuses)).all()
     queued = requeued = already = 0
-    for event in events:
+    for done, event in enumerate(events, start=1):
+        if progress is not None:
+            progress(done, len(events))
         handlers = list(handlers_for(event.status))
         if not handlers:
             continue
