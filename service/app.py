@@ -103,7 +103,16 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(SQLAlchemyError)
     def database_error(error: SQLAlchemyError) -> Response:
         # MX retries on any error, so a database outage loses nothing as long as we never say 2xx.
-        log(logger, "database error", logging.ERROR, error=type(error).__name__)
+        # The driver's own message says what failed (too many clients, a lock, ...); the SQL and
+        # its parameters stay out of the log.
+        driver_message = str(getattr(error, "orig", None) or type(error).__name__)
+        log(
+            logger,
+            "database error",
+            logging.ERROR,
+            error=type(error).__name__,
+            detail=driver_message.splitlines()[0][:300] if driver_message else None,
+        )
         unavailable = ServiceUnavailable("the database is unavailable; retry later")
         return json_response(unavailable.body(), unavailable.status, unavailable.headers)
 
