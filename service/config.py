@@ -56,6 +56,7 @@ class Settings:
     handler_timeout_seconds: float = 10.0
     worker_poll_seconds: float = 0.5
     worker_metrics_port: int = 0
+    worker_concurrency: int = 4
     # A job CHALLENGED and a connection-status CHALLENGED of one member within this prompt once.
     prompt_dedup_window_seconds: int = 600
     # OUTAGE_MEMBER_THRESHOLD members of one institution IMPAIRED or DEGRADED within the window
@@ -108,6 +109,7 @@ class Settings:
             handler_timeout_seconds=_positive_float("HANDLER_TIMEOUT_SECONDS", env, 10.0),
             worker_poll_seconds=_positive_float("WORKER_POLL_SECONDS", env, 0.5),
             worker_metrics_port=_non_negative_int("WORKER_METRICS_PORT", env),
+            worker_concurrency=_positive_int("WORKER_CONCURRENCY", env, 4),
             prompt_dedup_window_seconds=_positive_int("PROMPT_DEDUP_WINDOW_SECONDS", env, 600),
             outage_window_seconds=_positive_int("OUTAGE_WINDOW_SECONDS", env, 900),
             outage_member_threshold=_positive_int("OUTAGE_MEMBER_THRESHOLD", env, 10),

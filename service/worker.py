@@ -93,7 +93,7 @@ class Worker:
             # Every attempt so far ended with its worker gone; crashing another one proves nothing.
             self._record(run, "the worker running it was lost on every attempt")
             return True
-        log(logger, "handler run started", **_fields(run))
+        log(logger, "handler run started", worker_id=self.worker_id, **_fields(run))
         HANDLER_LAG.labels(handler=run.handler).observe(
             max(0.0, (self.clock() - run.due_at).total_seconds())
         )
@@ -234,7 +234,6 @@ def waiter(listener: ChannelListener | None, stop: threading.Event) -> Callable[
 def run_worker(settings: Settings) -> None:
     # Refuse to start on a plan naming an unknown handler, exactly as the web process does.
     handler_plan(settings)
-    http = requests.Session()
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -243,32 +242,68 @@ def run_worker(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    engine = make_engine(settings.database_url, pool_size=2)
+    concurrency = settings.worker_concurrency
+    engine = make_engine(settings.database_url, pool_size=concurrency + 1)
+    sessions = make_session_factory(engine)
+    if settings.worker_metrics_port:
+        # Workers may run on machines without a web process: each serves its own lag and attempts.
+        start_http_server(settings.worker_metrics_port)
+    # Handlers spend their time waiting on HTTP, so one process runs several claim loops in
+    # threads; each is a worker of its own (id, lease, HTTP session, wake-up listener), and
+    # SKIP LOCKED claims keep them from ever taking the same run.
+    loops = [_claim_loop(settings, sessions) for _ in range(concurrency)]
+    log(
+        logger,
+        "worker started",
+        worker_ids=[loop.worker.worker_id for loop in loops],
+        handlers=sorted(loops[0].worker.handlers),
+        database=engine.dialect.name,
+        wake_up="listen" if loops[0].listener else "poll",
+        poll_seconds=settings.worker_poll_seconds,
+        concurrency=concurrency,
+        metrics_port=settings.worker_metrics_port,
+    )
+    threads = [
+        threading.Thread(
+            target=serve,
+            args=(loop.worker, stop, waiter(loop.listener, stop), settings.worker_poll_seconds),
+            name=f"claim-loop-{index}",
+        )
+        for index, loop in enumerate(loops)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        # The main thread only waits, so SIGTERM is handled at once; each loop finishes its run.
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(timeout=0.5)
+    finally:
+        stop.set()
+        for loop in loops:
+            loop.close()
+        engine.dispose()
+    log(logger, "worker stopped", worker_ids=[loop.worker.worker_id for loop in loops])
+
+
+@dataclass
+class _ClaimLoop:
+    worker: Worker
+    http: requests.Session
+    listener: ChannelListener | None
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        self.http.close()
+
+
+def _claim_loop(settings: Settings, sessions: sessionmaker[Session]) -> _ClaimLoop:
+    http = requests.Session()
     worker = Worker(
-        sessions=make_session_factory(engine),
+        sessions=sessions,
         handlers=load_handlers(settings, http),
         policy=RetryPolicy(settings.handler_retry_base_seconds, settings.handler_max_attempts),
         lease_seconds=settings.handler_lease_seconds,
     )
-    listener = listener_for(settings.database_url, HANDLER_RUNS_CHANNEL)
-    if settings.worker_metrics_port:
-        # Workers may run on machines without a web process: each serves its own lag and attempts.
-        start_http_server(settings.worker_metrics_port)
-    log(
-        logger,
-        "worker started",
-        worker_id=worker.worker_id,
-        handlers=sorted(worker.handlers),
-        database=engine.dialect.name,
-        wake_up="listen" if listener else "poll",
-        poll_seconds=settings.worker_poll_seconds,
-        metrics_port=settings.worker_metrics_port,
-    )
-    try:
-        serve(worker, stop, waiter(listener, stop), settings.worker_poll_seconds)
-    finally:
-        if listener is not None:
-            listener.close()
-        http.close()
-        engine.dispose()
-    log(logger, "worker stopped", worker_id=worker.worker_id)
+    return _ClaimLoop(worker, http, listener_for(settings.database_url, HANDLER_RUNS_CHANNEL))

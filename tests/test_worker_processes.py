@@ -120,6 +120,33 @@ def test_two_workers_deliver_200_challenged_events_exactly_once(
         assert NOTIFY_SECRET.removeprefix("whsec_") not in worker.log_path.read_text()
 
 
+def test_one_worker_process_runs_several_claim_loops_without_double_delivery(
+    spawn_worker: Callable[..., WorkerProcess],
+    post_job: Callable[..., Any],
+    sink: Sink,
+    engine: Engine,
+) -> None:
+    worker = spawn_worker(**notify_to(sink, WORKER_CONCURRENCY="3"))
+    worker.wait_for_message("worker started")
+
+    for index in range(60):
+        assert post_job(guid=f"JOB-loop-{index:03d}", status=2).status_code == 204
+    wait_until(
+        lambda: all(run.state == "succeeded" for run in rows(engine, HandlerRun)),
+        60,
+        "every run to succeed",
+    )
+    time.sleep(0.5)  # room for a stray second delivery to show up
+
+    assert len(sink.requests) == 60
+    assert len({request.headers["webhook-id"] for request in sink.requests}) == 60
+    started = [line for line in worker.lines() if line["message"] == "handler run started"]
+    assert len(started) == 60
+    [announcement] = [line for line in worker.lines() if line["message"] == "worker started"]
+    assert len(announcement["worker_ids"]) == 3
+    assert {line["worker_id"] for line in started} <= set(announcement["worker_ids"])
+
+
 def test_a_run_whose_worker_is_killed_is_delivered_again_after_the_lease(
     spawn_worker: Callable[..., WorkerProcess],
     post_job: Callable[..., Any],
