@@ -17,8 +17,6 @@ import argparse
 import json
 import os
 import random
-import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,68 +30,14 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import psycopg
 import requests
-from psycopg import sql
-from sqlalchemy.engine import make_url
+from receivers import ensure_database, served_service
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 AUTH = ("bench", "bench-password")
 NOTIFY_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 CLIENT_THREADS = 8
-
-
-def ensure_database(url: str) -> None:
-    """Create the bench database on first use, so the figures never touch real data."""
-    target = make_url(url)
-    admin = target.set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as db:
-        exists = db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,))
-        if exists.fetchone() is None:
-            db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(target.database))))
-
-
-def web_command() -> list[str]:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return shlex.split(line.split(":", 1)[1])
-    raise SystemExit("Procfile has no web process")
-
-
-@contextmanager
-def running_service(database_url: str) -> Iterator[str]:
-    """The Procfile web process on a free port, after `jobhooks db upgrade`."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "WEBHOOK_BASIC_AUTH": f"{AUTH[0]}:{AUTH[1]}",
-        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-        "PORT": str(port),
-    }
-    upgrade = [str(BIN / "jobhooks"), "db", "upgrade"]
-    subprocess.run(upgrade, cwd=ROOT, env=env, check=True, capture_output=True)
-    web = subprocess.Popen(
-        web_command(), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        else:
-            raise SystemExit("web process did not become healthy")
-        yield base
-    finally:
-        web.terminate()
-        web.wait(timeout=30)
 
 
 class Listener(ThreadingHTTPServer):
@@ -252,7 +196,7 @@ def main() -> None:
             sink = Sink()
             try:
                 with (
-                    running_service(url) as base,
+                    served_service(url) as base,
                     running_workers(url, sink, args.workers, args.poll),
                 ):
                     idle = idle_lags(base, sink, args.idle)

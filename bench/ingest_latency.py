@@ -16,34 +16,11 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import psycopg
 import requests
-from psycopg import sql
-from receivers import BASIC_PASSWORD, BASIC_USER, JOBS_PATH, migrate, service_receiver
-from sqlalchemy.engine import make_url
+from receivers import BASIC_PASSWORD, BASIC_USER, JOBS_PATH, ensure_database, served_service
 
 STATUSES = (0, 1, 2, 3, 4, 5, 6, 6, 6, 9)
-
-
-def ensure_database(url: str) -> None:
-    """Create the bench database on first use, so the figures never touch real data."""
-    target = make_url(url)
-    admin = target.set(database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin.replace("postgresql+psycopg", "postgresql"), autocommit=True) as db:
-        exists = db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,))
-        if exists.fetchone() is None:
-            db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(target.database))))
-
-
-@contextmanager
-def running_service(database_url: str) -> Iterator[str]:
-    """The Procfile's web process, migrated and accepting jobs; yields its base URL."""
-    migrate(database_url)
-    with service_receiver(database_url) as receiver:
-        yield receiver.url.removesuffix(JOBS_PATH)
 
 
 def job(index: int) -> dict[str, object]:
@@ -108,7 +85,7 @@ def main() -> None:
         targets = [("SQLite", f"sqlite:///{directory}/bench.db"), ("PostgreSQL", args.postgres_url)]
         print(f"{args.requests} sequential requests of each kind on one keep-alive connection")
         for name, url in targets:
-            with running_service(url) as base:
+            with served_service(url) as base:
                 measure(base, 50)  # warm up connections and caches
                 report(name, *measure(base, args.requests))
 

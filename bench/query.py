@@ -17,22 +17,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shlex
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import requests
 from flask.testing import FlaskClient
+from receivers import API_TOKEN, BASIC_PASSWORD, BASIC_USER, ensure_database, served_service
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.engine import Engine, make_url
 
@@ -55,8 +51,8 @@ from service.schemas import JobFilters  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/jobhooks_bench_b"
 BIN = Path(sys.executable).parent
-TOKEN = "bench-token"
-BASIC = ("bench", "bench-password")
+TOKEN = API_TOKEN
+BASIC = (BASIC_USER, BASIC_PASSWORD)
 EVENTS_PER_JOB = 10
 MEMBERS_DIVISOR = 5  # five jobs per member, so 50 events of history per member
 INSTITUTIONS = 200
@@ -73,23 +69,6 @@ class Endpoint:
 
 
 # ---------------------------------------------------------------- loading
-
-
-def ensure_database(url: str) -> None:
-    parsed = make_url(url)
-    admin = parsed.set(drivername="postgresql", database="postgres")
-    conninfo = admin.render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        exists = connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,)
-        ).fetchone()
-        if not exists:
-            # Identifiers cannot be bound parameters; the name comes from our own URL.
-            connection.execute(
-                psycopg.sql.SQL("CREATE DATABASE {}").format(
-                    psycopg.sql.Identifier(str(parsed.database))
-                )
-            )
 
 
 def loaded_jobs(engine: Engine) -> int:
@@ -310,51 +289,6 @@ def test_client_get(client: FlaskClient) -> Get:
     return get
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def web_command() -> list[str]:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return shlex.split(line.split(":", 1)[1])
-    raise SystemExit("Procfile has no web process")
-
-
-@contextmanager
-def running_service(url: str) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "WEBHOOK_BASIC_AUTH": f"{BASIC[0]}:{BASIC[1]}",
-        "API_TOKENS": TOKEN,
-        "PORT": str(port),
-        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-    }
-    process = subprocess.Popen(
-        web_command(), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or still importing
-                time.sleep(0.1)
-        else:
-            raise SystemExit("web process did not become healthy")
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def http_get(base: str) -> Get:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {TOKEN}"
@@ -445,7 +379,7 @@ def main() -> None:
     app = create_app(settings)
     report("Flask test client", test_client_get(app.test_client()), points, args.requests)
     if not args.no_http:
-        with running_service(url) as base:
+        with served_service(url) as base:
             report(
                 "HTTP (gunicorn, one keep-alive connection)", http_get(base), points, args.requests
             )

@@ -25,13 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import psycopg
 import requests
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 BIN = Path(sys.executable).parent
 JOBS_PATH = "/webhooks/mx/jobs"
 BASIC_USER, BASIC_PASSWORD = "bench", "bench-password"
+API_TOKEN = "bench-token"
 HELLO_APP = "bench.hello_app:create_app()"
 STARTUP_SECONDS = 30
 STOP_SECONDS = 30
@@ -79,7 +83,7 @@ def receiver_environment(database_url: str, port: int, metrics_dir: str) -> dict
         "DATABASE_URL": database_url,
         "PORT": str(port),
         "WEBHOOK_BASIC_AUTH": f"{BASIC_USER}:{BASIC_PASSWORD}",
-        "API_TOKENS": "bench-token",
+        "API_TOKENS": API_TOKEN,
         # Owned here rather than by gunicorn_conf, so the directory goes away with the run.
         "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
         "BENCH_AUTHORIZATION": authorization_header(),
@@ -192,3 +196,22 @@ def webhook_receiver() -> Iterator[Receiver]:
     url = f"http://127.0.0.1:{port}{JOBS_PATH}"
     with _running("webhook", command, env, url, serves_from_children=False) as receiver:
         yield receiver
+
+
+@contextmanager
+def served_service(database_url: str) -> Iterator[str]:
+    """The Procfile's web process, migrated and accepting jobs; yields its base URL."""
+    migrate(database_url)
+    with service_receiver(database_url) as receiver:
+        yield receiver.url.removesuffix(JOBS_PATH)
+
+
+def ensure_database(url: str) -> None:
+    """Create a PostgreSQL bench database on first use, so the figures never touch real data."""
+    target = make_url(url)
+    admin = target.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as db:
+        exists = db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,))
+        if exists.fetchone() is None:
+            # Identifiers cannot be bound parameters; the name comes from our own URL.
+            db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(target.database))))
