@@ -21,6 +21,7 @@ from service import (
 )
 from service.config import Settings
 from service.context import EXTENSION_KEY, AppState
+from service.cross_source import CrossSourceRules
 from service.db import make_engine, make_session_factory
 from service.errors import ApiError, BadRequest, ServiceUnavailable
 from service.guard import install_failed_auth_limiter
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         engine=engine,
         sessions=make_session_factory(engine),
         handlers_for=plan,
+        cross_source_rules=CrossSourceRules.from_settings(settings),
     )
     for blueprint in (
         webhooks.bp,

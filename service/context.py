@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
 from service.connection_statuses import connection_handlers
+from service.cross_source import CrossSourceRules
 from service.ingest import HandlersFor
 from service.member_ingest import ConnectionHandlersFor
 
@@ -24,6 +25,8 @@ class AppState:
     handlers_for: HandlersFor
     # The built-in connection-status table; HANDLERS configures job statuses only.
     connection_handlers_for: ConnectionHandlersFor = connection_handlers
+    # Windows and thresholds of the cross-source rules, read from settings once, not per delivery.
+    cross_source_rules: CrossSourceRules = CrossSourceRules()
 
 
 def current_state() -> AppState:

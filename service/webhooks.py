@@ -21,7 +21,6 @@ from service.auth import (
 from service.config import Settings
 from service.connection_schemas import validate_connection_status
 from service.context import current_state
-from service.cross_source import CrossSourceRules
 from service.db import run_in_transaction
 from service.errors import (
     ApiError,
@@ -72,8 +71,7 @@ def _accept_job(session: Session, document: Any, arrival: Arrival) -> IngestResu
         job=job, raw=raw, received_at=arrival.received_at, delivery_id=arrival.delivery_id
     )
     state = current_state()
-    rules = CrossSourceRules.from_settings(state.settings)
-    result = ingest_job(session, delivery, state.handlers_for, rules)
+    result = ingest_job(session, delivery, state.handlers_for, state.cross_source_rules)
     log(
         logger,
         "job callback",
@@ -97,8 +95,9 @@ def _accept_connection_status(session: Session, document: Any, arrival: Arrival)
         signed_at=arrival.signed_at,
     )
     state = current_state()
-    rules = CrossSourceRules.from_settings(state.settings)
-    result = ingest_connection_status(session, delivery, state.connection_handlers_for, rules)
+    result = ingest_connection_status(
+        session, delivery, state.connection_handlers_for, state.cross_source_rules
+    )
     log(
         logger,
         "connection status callback",
