@@ -26,6 +26,7 @@ from service.db import make_engine, make_session_factory
 from service.errors import ApiError, BadRequest, ServiceUnavailable
 from service.guard import install_failed_auth_limiter
 from service.handlers.registry import handler_plan
+from service.job_commits import job_commits
 from service.logs import configure_logging, log, request_id_from
 from service.metrics import RequestTimer
 from service.responses import json_response
@@ -39,13 +40,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.require_ingest_credentials()
     plan = handler_plan(settings)
     engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    rules = CrossSourceRules.from_settings(settings)
     app = Flask(__name__)
     app.extensions[EXTENSION_KEY] = AppState(
         settings=settings,
         engine=engine,
-        sessions=make_session_factory(engine),
+        sessions=sessions,
         handlers_for=plan,
-        cross_source_rules=CrossSourceRules.from_settings(settings),
+        job_commits=job_commits(sessions, plan, rules),
+        cross_source_rules=rules,
     )
     for blueprint in (
         webhooks.bp,

@@ -12,6 +12,7 @@ from service.config import Settings
 from service.connection_statuses import connection_handlers
 from service.cross_source import CrossSourceRules
 from service.ingest import HandlersFor
+from service.job_commits import JobCommits
 from service.member_ingest import ConnectionHandlersFor
 
 EXTENSION_KEY = "jobhooks"
@@ -23,6 +24,7 @@ class AppState:
     engine: Engine
     sessions: sessionmaker[Session]
     handlers_for: HandlersFor
+    job_commits: JobCommits
     # The built-in connection-status table; HANDLERS configures job statuses only.
     connection_handlers_for: ConnectionHandlersFor = connection_handlers
     # Windows and thresholds of the cross-source rules, read from settings once, not per delivery.

@@ -4,17 +4,18 @@ institution-outage signal that only the two together can see."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.connection_statuses import OUTAGE_SIGNAL_CODES
-from service.db import insert_for
+from service.db import BulkWrite, insert_for, insert_for_dialect
 from service.models import InstitutionAlert, Member, MemberPrompt
 from service.statuses import STATUS_CODES_BY_NAME
 
@@ -43,18 +44,49 @@ class CrossSourceRules:
         )
 
 
-def learn_institution(session: Session, member_guid: str, institution_guid: str) -> None:
-    """A member belongs to one institution for life, so the first one named is kept."""
-    session.execute(
-        update(Member)
-        .where(Member.guid == member_guid, Member.institution_guid.is_(None))
-        .values(institution_guid=institution_guid)
+def learn_institutions(session: Session, memberships: Iterable[tuple[str, str]]) -> None:
+    """A member belongs to one institution for life, so the first one named is kept.
+
+    `memberships` are (member_guid, institution_guid) pairs; one executemany for all of them.
+    """
+    _LEARN_INSTITUTION.run(
+        session,
+        [{"member": member, "institution": institution} for member, institution in memberships],
     )
+
+
+# Built once with bound parameters: these run for most deliveries, and building a statement costs
+# more Python time than the database needs to run it.
+_LEARN_INSTITUTION = BulkWrite(
+    lambda _dialect: (
+        update(Member)
+        .where(Member.guid == bindparam("member"), Member.institution_guid.is_(None))
+        .values(institution_guid=bindparam("institution"))
+    )
+)
+_END_PROMPTS = BulkWrite(
+    lambda _dialect: delete(MemberPrompt).where(
+        MemberPrompt.member_guid == bindparam("member"),
+        # One bound value per handler, not an expanding IN, so the statement compiles once.
+        MemberPrompt.handler.in_(
+            [bindparam(f"prompt_{n}", name) for n, name in enumerate(sorted(PROMPT_HANDLERS))]
+        ),
+    )
+)
 
 
 class PromptSource(StrEnum):
     JOB = "job"
     CONNECTION_STATUS = "connection-status"
+
+
+@dataclass(frozen=True)
+class PromptRequest:
+    """One source wanting to prompt one member: handlers as wired, at `now`."""
+
+    member_guid: str
+    handlers: Sequence[str]
+    now: datetime
 
 
 def unprompted(
@@ -66,58 +98,86 @@ def unprompted(
     window: timedelta,
 ) -> list[str]:
     """The handlers to queue: a prompt the other source made within the window is left out."""
+    return unprompted_many(session, [PromptRequest(member_guid, handlers, now)], source, window)[0]
+
+
+def unprompted_many(
+    session: Session,
+    requests: Sequence[PromptRequest],
+    source: PromptSource,
+    window: timedelta,
+) -> list[list[str]]:
+    """unprompted for several requests in order, with one executemany for all their claims."""
+    claims = [
+        (position, handler)
+        for position, request in enumerate(requests)
+        for handler in request.handlers
+        if handler in PROMPT_HANDLERS
+    ]
+    granted = _claim_prompts(
+        session, [(requests[p], handler) for p, handler in claims], source, window
+    )
+    refused = {claim for claim, ok in zip(claims, granted, strict=True) if not ok}
     return [
-        handler
-        for handler in handlers
-        if handler not in PROMPT_HANDLERS
-        or claim_prompt(session, member_guid, handler, source, now, window)
+        [handler for handler in request.handlers if (position, handler) not in refused]
+        for position, request in enumerate(requests)
     ]
 
 
-def claim_prompt(
+def _claim_prompts(
     session: Session,
-    member_guid: str,
-    handler: str,
+    claims: Sequence[tuple[PromptRequest, str]],
     source: PromptSource,
-    now: datetime,
     window: timedelta,
-) -> bool:
-    """Record a prompt unless the other source recorded one within the window.
+) -> list[bool]:
+    """Record each prompt unless the other source recorded one within the window.
 
     Only the other source holds a prompt back: each source's own repeats are dropped at ingest,
     so a second job CHALLENGED (a new job, a second MFA step) is a new challenge, as before
-    connection statuses existed. One conditional upsert, not a read-then-write: of a job
-    CHALLENGED and a connection-status CHALLENGED committing at once, exactly one gets the row
-    back and prompts.
+    connection statuses existed. One conditional upsert per claim, not a read-then-write: of a
+    job CHALLENGED and a connection-status CHALLENGED committing at once, exactly one gets the
+    row back and prompts.
     """
-    insert = insert_for(session, MemberPrompt)
-    statement = (
-        insert.values(
-            member_guid=member_guid, handler=handler, source=source.value, last_prompted_at=now
-        )
+    rows = [
+        {
+            "member_guid": request.member_guid,
+            "handler": handler,
+            "source": source.value,
+            "last_prompted_at": request.now,
+            "window_start": request.now - window,
+        }
+        for request, handler in claims
+    ]
+    return [bool(returned) for returned in _CLAIM_PROMPT.run(session, rows)]
+
+
+def _prompt_claim(dialect: str) -> Any:
+    insert = insert_for_dialect(dialect, MemberPrompt.__table__)
+    prompts = MemberPrompt.__table__.c
+    columns = ("member_guid", "handler", "source", "last_prompted_at")
+    return (
+        insert.values({name: bindparam(name) for name in columns})
         .on_conflict_do_update(
-            index_elements=[MemberPrompt.member_guid, MemberPrompt.handler],
+            index_elements=[prompts.member_guid, prompts.handler],
             set_={
                 "source": insert.excluded.source,
                 "last_prompted_at": insert.excluded.last_prompted_at,
             },
             where=or_(
-                MemberPrompt.source == insert.excluded.source,
-                MemberPrompt.last_prompted_at <= now - window,
+                prompts.source == insert.excluded.source,
+                prompts.last_prompted_at <= bindparam("window_start"),
             ),
         )
-        .returning(MemberPrompt.member_guid)
+        .returning(prompts.member_guid)
     )
-    return session.execute(statement).scalar_one_or_none() is not None
 
 
-def end_prompts(session: Session, member_guid: str) -> None:
-    """The member moved past the state it was prompted for; a new challenge prompts again."""
-    session.execute(
-        delete(MemberPrompt).where(
-            MemberPrompt.member_guid == member_guid, MemberPrompt.handler.in_(PROMPT_HANDLERS)
-        )
-    )
+_CLAIM_PROMPT = BulkWrite(_prompt_claim)
+
+
+def end_prompts(session: Session, member_guids: Iterable[str]) -> None:
+    """The members moved past the state they were prompted for; a new challenge prompts again."""
+    _END_PROMPTS.run(session, [{"member": member} for member in member_guids])
 
 
 def members_in_outage(session: Session, institution_guid: str, since: datetime) -> int:

@@ -12,7 +12,9 @@ from service.config import ConfigError, Settings
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, multiprocessing.cpu_count()))))
-threads = int(os.environ.get("WEB_THREADS", "1"))
+# Threads let one process hold many deliveries at once, so their rows share one commit (see
+# service/group_commit.py); 2 processes x 8 threads measured best on 2 cores (bench/RESULTS.md).
+threads = int(os.environ.get("WEB_THREADS", "8"))
 # MX asks for an answer at once; a request stuck this long is better killed and retried by MX.
 timeout = 30
 graceful_timeout = 20

@@ -6,9 +6,8 @@ import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_
@@ -16,13 +15,15 @@ from sqlalchemy.orm import Session
 
 from service.cross_source import (
     CHALLENGE_ENDING_JOB_STATUSES,
+    PROMPT_HANDLERS,
     CrossSourceRules,
+    PromptRequest,
     PromptSource,
     end_prompts,
-    learn_institution,
-    unprompted,
+    learn_institutions,
+    unprompted_many,
 )
-from service.db import HANDLER_RUNS_CHANNEL, insert_for_dialect, notify
+from service.db import HANDLER_RUNS_CHANNEL, BulkWrite, insert_for_dialect, notify
 from service.models import HandlerRun, Job, JobEvent, RejectedDelivery
 from service.schemas import JobCallback
 from service.statuses import status_name
@@ -68,47 +69,148 @@ def ingest_job(
 
     Call inside one transaction: the caller commits before answering MX.
     """
-    event_id = _insert_event(session, delivery)
-    if event_id is None:
-        return IngestResult(Outcome.DUPLICATE)
-    job = delivery.job
-    if job.member_guid is not None and job.institution_guid is not None:
-        learn_institution(session, job.member_guid, job.institution_guid)
-    if not _advance_current_state(session, delivery, event_id):
-        return IngestResult(Outcome.STALE, event_id)
-    handlers = handlers_for(job.status)
-    if job.member_guid is not None:
-        handlers = _member_prompts(session, job, job.member_guid, handlers, delivery, rules)
-    run_ids = queue_handler_runs(
-        session, event_id, job.guid, handlers, delivery.received_at, job.member_guid
+    return ingest_jobs(session, [delivery], handlers_for, rules)[0]
+
+
+def ingest_jobs(
+    session: Session,
+    deliveries: Sequence[JobDelivery],
+    handlers_for: HandlersFor,
+    rules: CrossSourceRules = DEFAULT_RULES,
+) -> list[IngestResult]:
+    """ingest_job for many deliveries at once, with the outcomes a one-by-one loop would give.
+
+    A few set-at-a-time statements serve the whole batch. Each round holds at most one delivery
+    per job, so a job's later delivery sees the rows its earlier one wrote, as it would alone.
+    """
+    results: list[IngestResult] = [IngestResult(Outcome.DUPLICATE)] * len(deliveries)
+    for positions in _rounds(deliveries):
+        round_results = _ingest_round(
+            session, [deliveries[i] for i in positions], handlers_for, rules
+        )
+        for position, result in zip(positions, round_results, strict=True):
+            results[position] = result
+    return results
+
+
+def _rounds(deliveries: Sequence[JobDelivery]) -> list[list[int]]:
+    """Positions grouped so that round n holds each job's n-th delivery, in arrival order."""
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for position, delivery in enumerate(deliveries):
+        occurrence = seen.get(delivery.job.guid, 0)
+        seen[delivery.job.guid] = occurrence + 1
+        if occurrence == len(rounds):
+            rounds.append([])
+        rounds[occurrence].append(position)
+    return rounds
+
+
+def _ingest_round(
+    session: Session,
+    deliveries: Sequence[JobDelivery],
+    handlers_for: HandlersFor,
+    rules: CrossSourceRules,
+) -> list[IngestResult]:
+    event_ids = _insert_events(session, deliveries)
+    stored = [
+        (delivery, event_id)
+        for delivery, event_id in zip(deliveries, event_ids, strict=True)
+        if event_id is not None
+    ]
+    learn_institutions(
+        session,
+        {
+            (delivery.job.member_guid, delivery.job.institution_guid)
+            for delivery, _ in stored
+            if delivery.job.member_guid is not None and delivery.job.institution_guid is not None
+        },
     )
-    return IngestResult(Outcome.ACCEPTED, event_id, run_ids)
+    current = [
+        (delivery, event_id)
+        for (delivery, event_id), advanced in zip(
+            stored, _advance_current_states(session, stored), strict=True
+        )
+        if advanced
+    ]
+    handlers = _member_prompts(
+        session, [delivery for delivery, _ in current], handlers_for, rules.prompt_window
+    )
+    owed = [
+        OwedRuns(
+            RunOwner(
+                event_id=event_id, job_guid=delivery.job.guid, member_guid=delivery.job.member_guid
+            ),
+            wired,
+            delivery.received_at,
+        )
+        for (delivery, event_id), wired in zip(current, handlers, strict=True)
+    ]
+    run_ids = dict(
+        zip((event_id for _, event_id in current), queue_many(session, owed), strict=True)
+    )
+    results = []
+    for new_id in event_ids:
+        if new_id is None:
+            results.append(IngestResult(Outcome.DUPLICATE))
+        elif new_id in run_ids:
+            results.append(IngestResult(Outcome.ACCEPTED, new_id, run_ids[new_id]))
+        else:
+            results.append(IngestResult(Outcome.STALE, new_id))
+    return results
 
 
 def _member_prompts(
     session: Session,
-    job: JobCallback,
-    member_guid: str,
-    handlers: Sequence[str],
-    delivery: JobDelivery,
-    rules: CrossSourceRules,
-) -> list[str]:
-    """A job CHALLENGED and a connection-status CHALLENGED of one member prompt the user once."""
-    if job.status in CHALLENGE_ENDING_JOB_STATUSES:
-        end_prompts(session, member_guid)
-    return unprompted(
-        session,
-        member_guid,
-        handlers,
-        PromptSource.JOB,
-        delivery.received_at,
-        rules.prompt_window,
-    )
+    deliveries: Sequence[JobDelivery],
+    handlers_for: HandlersFor,
+    window: timedelta,
+) -> list[Sequence[str]]:
+    """The handlers each newly current event queues, after cross-source prompt de-duplication.
+
+    A job CHALLENGED and a connection-status CHALLENGED of one member prompt the user once.
+    Ending a member's challenge and claiming its prompt do not commute, so a member that does
+    both in one round is handled delivery by delivery, in arrival order; the rest in bulk.
+    """
+    wired = [handlers_for(delivery.job.status) for delivery in deliveries]
+    ending = {
+        delivery.job.member_guid
+        for delivery in deliveries
+        if delivery.job.member_guid is not None
+        and delivery.job.status in CHALLENGE_ENDING_JOB_STATUSES
+    }
+    prompting = [
+        position
+        for position, delivery in enumerate(deliveries)
+        if delivery.job.member_guid is not None and PROMPT_HANDLERS.intersection(wired[position])
+    ]
+    requests = [
+        PromptRequest(str(deliveries[p].job.member_guid), wired[p], deliveries[p].received_at)
+        for p in prompting
+    ]
+    if ending.isdisjoint(request.member_guid for request in requests):
+        end_prompts(session, ending)
+        granted = unprompted_many(session, requests, PromptSource.JOB, window)
+        for position, handlers in zip(prompting, granted, strict=True):
+            wired[position] = handlers
+        return wired
+    by_position = dict(zip(prompting, requests, strict=True))
+    for position, delivery in enumerate(deliveries):
+        if (
+            delivery.job.member_guid in ending
+            and delivery.job.status in CHALLENGE_ENDING_JOB_STATUSES
+        ):
+            end_prompts(session, [delivery.job.member_guid])
+        if position in by_position:
+            wired[position] = unprompted_many(
+                session, [by_position[position]], PromptSource.JOB, window
+            )[0]
+    return wired
 
 
-# Statements are built once per dialect with bound parameters: building an upsert costs more
-# Python time than the database needs to run it, and this is the hot path of every delivery.
-@lru_cache(maxsize=4)
+# Statements are built once per dialect with bound parameters and run through BulkWrite:
+# building and executing statements through the ORM costs more Python time than the database
+# needs to run them, and this is the hot path of every delivery.
 def _event_insert(dialect: str) -> Any:
     # A unique key, not a read-then-write, so two racing copies of one delivery store one row.
     events = JobEvent.__table__
@@ -151,7 +253,6 @@ JOB_COLUMNS = (
 JOB_OWNER_COLUMNS = ("member_guid", "user_guid", "institution_guid", "created_at")
 
 
-@lru_cache(maxsize=4)
 def _job_upsert(dialect: str) -> Any:
     """Upsert the job row only if this event is at least as new as the stored one."""
     jobs = Job.__table__
@@ -173,7 +274,6 @@ def _job_upsert(dialect: str) -> Any:
     ).returning(jobs.c.guid)
 
 
-@lru_cache(maxsize=4)
 def _run_insert(dialect: str) -> Any:
     runs = HandlerRun.__table__
     return (
@@ -198,47 +298,54 @@ RUN_COLUMNS = (
     "created_at",
     "updated_at",
 )
+EVENT_INSERT = BulkWrite(_event_insert)
+JOB_UPSERT = BulkWrite(_job_upsert)
+RUN_INSERT = BulkWrite(_run_insert)
 
 
-def _insert_event(session: Session, delivery: JobDelivery) -> int | None:
-    job = delivery.job
-    params = {
-        "job_guid": job.guid,
-        "status": job.status,
-        "status_name": status_name(job.status, job.status_name),
-        "updated_at": job.updated_at,
-        "received_at": delivery.received_at,
-        "dedup_key": dedup_key(job),
-        "delivery_id": delivery.delivery_id,
-        "payload": delivery.raw,
-    }
-    connection = session.connection()
-    result = connection.execute(_event_insert(connection.dialect.name), params)
-    event_id: int | None = result.scalar_one_or_none()
-    return event_id
+def _insert_events(session: Session, deliveries: Sequence[JobDelivery]) -> list[int | None]:
+    """Each delivery's new event id, or None where the unique keys found it already stored."""
+    rows = [
+        {
+            "job_guid": delivery.job.guid,
+            "status": delivery.job.status,
+            "status_name": status_name(delivery.job.status, delivery.job.status_name),
+            "updated_at": delivery.job.updated_at,
+            "received_at": delivery.received_at,
+            "dedup_key": dedup_key(delivery.job),
+            "delivery_id": delivery.delivery_id,
+            "payload": delivery.raw,
+        }
+        for delivery in deliveries
+    ]
+    return [returned[0][0] if returned else None for returned in EVENT_INSERT.run(session, rows)]
 
 
-def _advance_current_state(session: Session, delivery: JobDelivery, event_id: int) -> bool:
-    job = delivery.job
-    params = {
-        "guid": job.guid,
-        "member_guid": job.member_guid,
-        "user_guid": job.user_guid,
-        "institution_guid": job.institution_guid,
-        "status": job.status,
-        "status_name": status_name(job.status, job.status_name),
-        "is_authenticated": job.is_authenticated,
-        "error_message": job.error_message,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "updated_at": job.updated_at,
-        "finished_at": job.finished_at,
-        "current_event_id": event_id,
-        "received_at": delivery.received_at,
-        "first_received_at": delivery.received_at,
-    }
-    connection = session.connection()
-    return connection.execute(_job_upsert(connection.dialect.name), params).first() is not None
+def _advance_current_states(
+    session: Session, stored: Sequence[tuple[JobDelivery, int]]
+) -> list[bool]:
+    """For each event, whether it became its job's current state."""
+    rows = [
+        {
+            "guid": delivery.job.guid,
+            "member_guid": delivery.job.member_guid,
+            "user_guid": delivery.job.user_guid,
+            "institution_guid": delivery.job.institution_guid,
+            "status": delivery.job.status,
+            "status_name": status_name(delivery.job.status, delivery.job.status_name),
+            "is_authenticated": delivery.job.is_authenticated,
+            "error_message": delivery.job.error_message,
+            "created_at": delivery.job.created_at,
+            "started_at": delivery.job.started_at,
+            "updated_at": delivery.job.updated_at,
+            "finished_at": delivery.job.finished_at,
+            "current_event_id": event_id,
+            "received_at": delivery.received_at,
+            "first_received_at": delivery.received_at,
+        }
+        for delivery, event_id in stored
+    ]
+    return [bool(returned) for returned in JOB_UPSERT.run(session, rows)]
 
 
 @dataclass(frozen=True)
@@ -250,6 +357,15 @@ class RunOwner:
     member_event_id: int | None = None
     member_guid: str | None = None
     context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class OwedRuns:
+    """The handler runs one event owes, due from `now`."""
+
+    owner: RunOwner
+    handlers: Sequence[str]
+    now: datetime
 
 
 def queue_handler_runs(
@@ -268,30 +384,35 @@ def queue_handler_runs(
 def queue_runs(
     session: Session, owner: RunOwner, handlers: Sequence[str], now: datetime
 ) -> list[int]:
-    """The transactional outbox: runs are rows committed together with the event that owes them."""
-    if not handlers:
-        return []
+    return queue_many(session, [OwedRuns(owner, handlers, now)])[0]
+
+
+def queue_many(session: Session, owed: Sequence[OwedRuns]) -> list[list[int]]:
+    """The transactional outbox: runs are rows committed together with the events that owe them.
+
+    Returns each OwedRuns' new run ids, in order.
+    """
     rows = [
         {
-            "event_id": owner.event_id,
-            "job_guid": owner.job_guid,
-            "member_event_id": owner.member_event_id,
-            "member_guid": owner.member_guid,
-            "context": owner.context,
+            "event_id": runs.owner.event_id,
+            "job_guid": runs.owner.job_guid,
+            "member_event_id": runs.owner.member_event_id,
+            "member_guid": runs.owner.member_guid,
+            "context": runs.owner.context,
             "handler": handler,
             "state": "pending",
             "attempts": 0,
-            "due_at": now,
+            "due_at": runs.now,
             "idempotency_key": f"msg_{uuid.uuid4().hex}",
-            "created_at": now,
-            "updated_at": now,
+            "created_at": runs.now,
+            "updated_at": runs.now,
         }
-        for handler in handlers
+        for runs in owed
+        for handler in runs.handlers
     ]
-    connection = session.connection()
-    result = connection.execute(_run_insert(connection.dialect.name), rows)
-    run_ids = list(result.scalars())
-    if run_ids:
+    returned = iter(RUN_INSERT.run(session, rows))
+    run_ids = [[row[0] for _ in runs.handlers for row in next(returned)] for runs in owed]
+    if any(run_ids):
         notify(session, HANDLER_RUNS_CHANNEL)
     return run_ids
 

@@ -241,7 +241,7 @@ def _queue_member_runs(
     member_guid = delivery.callback.member_guid
     now = delivery.received_at
     if status.code != CHALLENGED_CODE:
-        end_prompts(session, member_guid)
+        end_prompts(session, [member_guid])
     handlers = unprompted(
         session,
         member_guid,

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, request
-from sqlalchemy.orm import Session
 
 from service.auth import (
     BASIC_CHALLENGE,
@@ -31,7 +30,7 @@ from service.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from service.ingest import IngestResult, JobDelivery, Rejection, ingest_job, quarantine
+from service.ingest import IngestResult, JobDelivery, Rejection, quarantine
 from service.logs import log
 from service.member_ingest import ConnectionDelivery, ingest_connection_status
 from service.metrics import record_webhook
@@ -52,7 +51,8 @@ class Arrival:
     signed_at: datetime | None = None
 
 
-Accept = Callable[[Session, Any, Arrival], IngestResult]
+# Validates a parsed body and commits it; returns only once its rows are committed.
+Accept = Callable[[Any, Arrival], IngestResult]
 
 
 @bp.post("/webhooks/mx/jobs")
@@ -65,13 +65,13 @@ def receive_connection_status() -> Response:
     return _receive("connection-status", _accept_connection_status)
 
 
-def _accept_job(session: Session, document: Any, arrival: Arrival) -> IngestResult:
+def _accept_job(document: Any, arrival: Arrival) -> IngestResult:
     job, raw = validate_job(document)
     delivery = JobDelivery(
         job=job, raw=raw, received_at=arrival.received_at, delivery_id=arrival.delivery_id
     )
-    state = current_state()
-    result = ingest_job(session, delivery, state.handlers_for, state.cross_source_rules)
+    # Committed together with the other job callbacks this process is receiving at this moment.
+    result = current_state().job_commits.submit(delivery)
     log(
         logger,
         "job callback",
@@ -85,7 +85,7 @@ def _accept_job(session: Session, document: Any, arrival: Arrival) -> IngestResu
     return result
 
 
-def _accept_connection_status(session: Session, document: Any, arrival: Arrival) -> IngestResult:
+def _accept_connection_status(document: Any, arrival: Arrival) -> IngestResult:
     callback, raw = validate_connection_status(document)
     delivery = ConnectionDelivery(
         callback=callback,
@@ -95,8 +95,11 @@ def _accept_connection_status(session: Session, document: Any, arrival: Arrival)
         signed_at=arrival.signed_at,
     )
     state = current_state()
-    result = ingest_connection_status(
-        session, delivery, state.connection_handlers_for, state.cross_source_rules
+    result = run_in_transaction(
+        state.sessions,
+        lambda session: ingest_connection_status(
+            session, delivery, state.connection_handlers_for, state.cross_source_rules
+        ),
     )
     log(
         logger,
@@ -122,10 +125,7 @@ def _receive(endpoint: str, accept: Accept) -> Response:
     delivery_id = request.headers.get("webhook-id") or None
     try:
         document = _checked_document(body, too_large, delivery_id, state.settings)
-        arrival = Arrival(delivery_id, received_at, signed_at)
-        result = run_in_transaction(
-            state.sessions, lambda session: accept(session, document, arrival)
-        )
+        result = accept(document, Arrival(delivery_id, received_at, signed_at))
     except RejectedBody as rejection:
         _quarantine(endpoint, rejection, body, too_large, delivery_id, received_at)
         record_webhook(endpoint, "rejected", rejection.code)

@@ -26,6 +26,7 @@ from standardwebhooks.webhooks import Webhook
 from werkzeug.test import TestResponse
 
 from service.context import EXTENSION_KEY
+from service.job_commits import job_commits
 from service.models import HandlerRun, Job, JobEvent, RejectedDelivery
 
 JOBS_URL = "/webhooks/mx/jobs"
@@ -625,8 +626,16 @@ def test_event_is_not_kept_when_its_handler_runs_cannot_be_written(
     app: Flask, client: FlaskClient, engine: Engine
 ) -> None:
     state = app.extensions[EXTENSION_KEY]
+
     # A registry naming a handler the database refuses (NOT NULL) makes the last insert fail.
-    app.extensions[EXTENSION_KEY] = dataclasses.replace(state, handlers_for=lambda code: [None])
+    def refused_handler(code: int) -> list[Any]:
+        return [None]
+
+    app.extensions[EXTENSION_KEY] = dataclasses.replace(
+        state,
+        handlers_for=refused_handler,
+        job_commits=job_commits(state.sessions, refused_handler, state.cross_source_rules),
+    )
 
     response = client.post(JOBS_URL, json={"job": job_body()}, headers=basic_header())
 
