@@ -6,7 +6,9 @@ of one event is the sink's arrival time minus the moment its 204 came back (the 
 just before the 204 was sent), both read from this process's monotonic clock.
 
 - idle: one event at a time, a random 50-250 ms pause between them, so workers are waiting;
-- load: events offered at --rate per second from several client threads for --seconds.
+- load: wrk (bench/wrk_paced.lua, the comparison's status mix) paced at about --rate requests per
+  second for --seconds; lag is the sink's arrival minus the job's received_at (so it includes
+  the ingest itself), for every job whose handler notifies NOTIFY_URL.
 
     .venv/bin/python bench/handler_lag.py [--idle 200] [--rate 100] [--seconds 10] [--workers 2]
 """
@@ -25,19 +27,23 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
-from receivers import ensure_database, served_service
+from compare import WrkResult, parse_wrk
+from receivers import authorization_header, ensure_database, served_service
+from sqlalchemy import create_engine, select
+
+from service.db import UTCDateTime
+from service.models import HandlerRun, Job
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 AUTH = ("bench", "bench-password")
 NOTIFY_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
-CLIENT_THREADS = 8
 
 
 class Listener(ThreadingHTTPServer):
@@ -49,20 +55,25 @@ class Sink:
     """Records when each job's notification arrived (monotonic clock of this process)."""
 
     def __init__(self) -> None:
-        self.arrivals: dict[str, float] = {}
+        self.arrivals: dict[str, float] = {}  # perf_counter(), against this process's 204s
+        self.wall_arrivals: dict[str, float] = {}  # time.time(), against the database's clock
         self.duplicates = 0
         self._arrived = threading.Condition()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as the product backend or Slack would: no TCP handshake per delivery.
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                arrived = time.perf_counter()
+                arrived, arrived_wall = time.perf_counter(), time.time()
                 guid = json.loads(body)["data"]["job_guid"]
                 with sink._arrived:
                     if guid in sink.arrivals:
                         sink.duplicates += 1
                     sink.arrivals.setdefault(guid, arrived)
+                    sink.wall_arrivals.setdefault(guid, arrived_wall)
                     sink._arrived.notify_all()
                 self.send_response(204)
                 self.end_headers()
@@ -83,6 +94,10 @@ class Sink:
             if not self._arrived.wait_for(lambda: guid in self.arrivals, timeout):
                 raise SystemExit(f"no notification for {guid} within {timeout}s")
             return self.arrivals[guid]
+
+    def wait_for_wall(self, guid: str, timeout: float) -> float:
+        self.wait_for(guid, timeout)
+        return self.wall_arrivals[guid]
 
     def close(self) -> None:
         self._server.shutdown()
@@ -138,28 +153,87 @@ def idle_lags(base: str, sink: Sink, count: int) -> list[float]:
     return lags
 
 
-def load_lags(base: str, sink: Sink, rate: float, seconds: float) -> tuple[list[float], float]:
-    """Offer `rate` events per second; return lags and the delivered rate."""
-    total = int(rate * seconds)
-    sessions = threading.local()
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class LoadResult:
+    lags: list[float]
+    ingested_per_second: float  # what wrk got answered: the load the web process really took
+    delivered_per_second: float
 
-    def send(index: int) -> tuple[str, float]:
-        # Open-loop pacing: each event has its slot, whether or not earlier ones finished.
-        delay = started + index / rate - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        if not hasattr(sessions, "http"):
-            sessions.http = requests.Session()
-        return post_challenged(sessions.http, base)
 
-    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-        sent = list(pool.map(send, range(total)))
-    arrivals = [sink.wait_for(guid, 120) for guid, _ in sent]
-    delivered_rate = total / (max(arrivals) - started)
-    return [arrival - committed for (_, committed), arrival in zip(sent, arrivals, strict=True)], (
-        delivered_rate
+# Handlers that deliver to NOTIFY_URL (the sink); `alert` goes to ALERT_URL, unset here, so the
+# worker runs it and logs it, and it is not timed.
+NOTIFYING_HANDLERS = ("mfa_prompt", "data_ready", "user_action_required")
+PACED_CONNECTIONS = 16
+CALIBRATION_SECONDS = 3
+
+
+def load_lags(url: str, base: str, sink: Sink, rate: float, seconds: float) -> LoadResult:
+    """Paced wrk load (bench/wrk_paced.lua, the comparison's status mix) at about `rate` per second.
+
+    wrk, not Python threads, sends the load, so the client does not take the CPU the service
+    needs. Lag here is the sink's arrival minus the job's received_at as the web process recorded
+    it on arrival: the ingest time is included, so this is an upper bound of commit-to-handler.
+    """
+    # A short paced run first: its latency sets the pause that makes the real one hit `rate`.
+    warm_up = paced_wrk(
+        base, uuid.uuid4().hex[:10], CALIBRATION_SECONDS, PACED_CONNECTIONS * 1000 / rate
     )
+    pause_ms = max(0.0, PACED_CONNECTIONS * 1000 / rate - warm_up.p50_ms)
+    tag = uuid.uuid4().hex[:10]
+    started = time.time()
+    answered = paced_wrk(base, tag, seconds, pause_ms)
+    received = notified_jobs(url, tag)
+    arrivals = {guid: sink.wait_for_wall(guid, 120) for guid in received}
+    return LoadResult(
+        lags=[arrivals[guid] - received_at for guid, received_at in received.items()],
+        ingested_per_second=answered.requests_per_second,
+        delivered_per_second=len(received) / (max(arrivals.values()) - started),
+    )
+
+
+def paced_wrk(base: str, tag: str, seconds: float, pause_ms: float) -> WrkResult:
+    finished = subprocess.run(
+        [
+            "wrk",
+            "--threads=2",
+            f"--connections={PACED_CONNECTIONS}",
+            f"--duration={int(seconds)}s",
+            "--timeout=10s",
+            "--latency",
+            f"--script={ROOT / 'bench' / 'wrk_paced.lua'}",
+            f"{base}/webhooks/mx/jobs",
+            "--",
+            tag,
+            authorization_header(),
+            str(round(pause_ms)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    answered = parse_wrk(finished.stdout)
+    if answered.non2xx:
+        raise SystemExit(f"ingest answered non-2xx: {answered.statuses}")
+    return answered
+
+
+def notified_jobs(url: str, tag: str) -> dict[str, float]:
+    """Job guid -> received_at (Unix seconds) of the run's jobs that owe the sink a notification."""
+    engine = create_engine(url)
+    statement = (
+        select(Job.guid, Job.received_at)
+        .join(HandlerRun, HandlerRun.job_guid == Job.guid)
+        .where(Job.guid.like(f"JOB-{tag}-%"), HandlerRun.handler.in_(NOTIFYING_HANDLERS))
+    )
+    try:
+        with engine.connect() as connection:
+            return {
+                guid: UTCDateTime().process_result_value(received_at, engine.dialect).timestamp()
+                for guid, received_at in connection.execute(statement)
+            }
+    finally:
+        engine.dispose()
 
 
 def summary(lags: list[float]) -> str:
@@ -201,10 +275,11 @@ def main() -> None:
                 ):
                     idle = idle_lags(base, sink, args.idle)
                     print(f"{name:<10} idle  {summary(idle)}")
-                    load, delivered = load_lags(base, sink, args.rate, args.seconds)
+                    load = load_lags(url, base, sink, args.rate, args.seconds)
                     print(
-                        f"{name:<10} load  {summary(load)}  "
-                        f"offered {args.rate:.0f}/s, delivered {delivered:.0f}/s"
+                        f"{name:<10} load  {summary(load.lags)}  "
+                        f"ingest {load.ingested_per_second:.0f} req/s (asked {args.rate:.0f}), "
+                        f"notifications delivered {load.delivered_per_second:.0f}/s"
                     )
                     if sink.duplicates:
                         print(f"{name:<10} duplicate deliveries: {sink.duplicates}")

@@ -1,6 +1,8 @@
 -- wrk script: POST realistic MX job callbacks, each with a job guid never sent before.
 --
---   wrk -t2 -c32 -d10s --latency -s bench/wrk_post.lua URL -- RUN_TAG "Basic <base64 user:pass>"
+--   wrk -t2 -c32 -d10s --latency -s bench/wrk_post.lua URL -- RUN_TAG "Basic <base64 user:pass>" [PAUSE_MS]
+--
+-- PAUSE_MS (optional) is read by bench/wrk_paced.lua, which paces this load.
 --
 -- RUN_TAG keeps guids unique across wrk runs against one database; within a run the thread id and a
 -- per-thread counter do. done() prints one line, "wrk_post: {...}", with the response status counts,
@@ -37,6 +39,7 @@ function init(args)
   if args[2] then
     wrk.headers["Authorization"] = args[2]
   end
+  pause_ms = tonumber(args[3] or "0")
   math.randomseed(os.time() + id * 7919)
   -- A random part as well as the tag: two harnesses started in the same second still differ.
   salt = string.format("%08x", math.random(0, 0x7fffffff))

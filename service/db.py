@@ -68,10 +68,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, relaxed_commits: bool = False) -> Engine:
+    """An engine for the service's processes.
+
+    relaxed_commits (PostgreSQL): commits return before their WAL record reaches the disk. Only
+    for bookkeeping whose loss in a database crash repeats work and never loses it, i.e. the
+    worker's claims and outcomes: a lost one leaves the run to be delivered again after its
+    lease, with the same idempotency key, as at-least-once delivery allows. Transactions stay
+    atomic. Never for what MX sent.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
+    options = {"options": "-c synchronous_commit=off"} if relaxed_commits else {}
     return create_engine(
         url,
         pool_size=pool_size,
@@ -80,7 +89,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         # instead (run_in_transaction), so a database restart costs no failed delivery.
         pool_pre_ping=False,
         pool_timeout=5,
-        connect_args={"connect_timeout": 5},
+        connect_args={"connect_timeout": 5, **options},
     )
 
 
@@ -287,16 +296,19 @@ def is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def skip_locked(session: Session, candidates: Select[*Columns]) -> Select[*Columns]:
-    """Candidate rows a worker may claim without waiting for, or stealing from, another worker.
+def claimable(dialect: str, candidates: Select[*Columns]) -> Select[*Columns]:
+    """The ids a worker may claim, chosen once, without waiting for or stealing from another.
 
-    PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers take disjoint rows. SQLite has one
-    writer at a time and an UPDATE takes the write lock before it reads, so the single conditional
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers take disjoint rows, in a
+    MATERIALIZED CTE so the locking subquery runs exactly once (a planner that re-ran it per row
+    could lock and claim more than its limit). SQLite has one writer at a time, an UPDATE takes
+    the write lock before it reads, and it evaluates a plain IN subquery once, so the conditional
     UPDATE that embeds this select is already atomic there.
     """
-    if is_postgresql(session):
-        return candidates.with_for_update(skip_locked=True)
-    return candidates
+    if dialect != "postgresql":
+        return candidates
+    chosen = candidates.with_for_update(skip_locked=True).cte("claimable")
+    return select(*chosen.prefix_with("MATERIALIZED").c)
 
 
 def notify(session: Session, channel: str) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from alembic import command
+from alembic import command, op
 from alembic.config import Config
 
 
@@ -30,3 +32,13 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+@contextmanager
+def outside_transaction() -> Iterator[None]:
+    """For migrations: PostgreSQL cannot build an index CONCURRENTLY inside a transaction."""
+    if op.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    with op.get_context().autocommit_block():
+        yield

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -98,6 +99,20 @@ class HandlerRun(Base):
         UniqueConstraint("idempotency_key", name="uq_handler_runs_idempotency_key"),
         CheckConstraint(ONE_EVENT, name="ck_handler_runs_one_event"),
         Index("ix_handler_runs_state_due_at", "state", "due_at"),
+        # The worker's claims, each an index range scan in its own order (migration 0005).
+        Index(
+            "ix_handler_runs_pending_due_at_id",
+            "due_at",
+            "id",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        Index(
+            "ix_handler_runs_running_lease_expires_at",
+            "lease_expires_at",
+            postgresql_where=text("state = 'running'"),
+            sqlite_where=text("state = 'running'"),
+        ),
         Index("ix_handler_runs_job_guid", "job_guid"),
         Index("ix_handler_runs_member_guid", "member_guid"),
     )

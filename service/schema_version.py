@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-SCHEMA_HEAD = "0004_member_connection_statuses"
+SCHEMA_HEAD = "0005_handler_queue_indexes"
 
 
 def applied_revision(connection: Connection) -> str | None:

@@ -8,6 +8,7 @@ import random
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,35 +26,37 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import Settings
 from service.db import (
     HANDLER_RUNS_CHANNEL,
-    ChannelListener,
-    ListenerLost,
     listener_for,
     make_engine,
     make_session_factory,
     transaction,
 )
 from service.handlers.backoff import RetryPolicy
-from service.handlers.deliveries import Clock, utc_now
+from service.handlers.deliveries import Clock, outbound_session, utc_now
 from service.handlers.event import AnyHandlerEvent, Handler
 from service.handlers.queue import (
     any_due,
-    claim_next,
+    claim_due,
     handler_event,
+    mark_all_succeeded,
     mark_failed,
-    mark_succeeded,
     release,
-    renew_lease,
+    renew_leases,
 )
 from service.handlers.registry import handler_plan, load_handlers
 from service.logs import log
 from service.metrics import HANDLER_LAG, HANDLER_RUNS_FINISHED
 from service.models import HandlerRun
+from service.wakeups import WakeUps
 
 logger = logging.getLogger("jobhooks.worker")
 
 # After a database error the loop waits this long, doubling up to the cap, before trying again.
 DATABASE_RETRY_SECONDS = 1.0
 DATABASE_RETRY_CAP_SECONDS = 30.0
+# Runs one claim loop takes at a time. Under a burst, one claim and one transaction serve eight
+# runs instead of one each; when idle a claim finds one or two, so nothing waits behind a batch.
+CLAIM_BATCH = 8
 
 
 def new_worker_id() -> str:
@@ -71,36 +74,74 @@ class Worker:
     clock: Clock = utc_now
     # Uniform in [0, 1): the jitter draw, injectable so tests can fix the schedule.
     jitter: Callable[[], float] = random.random
+    # Runs taken per claim: one statement and transaction serve them all, run one after another.
+    claim_batch: int = 1
+    _found_work: bool = field(default=False, init=False)
+    _next_take_over: float = field(default=0.0, init=False)
 
-    def run_once(self, stop: threading.Event | None = None) -> bool:
-        """Claim and run one due run; False when none was due."""
-        # Its own transaction: on SQLite a read that later tries to write can fail outright.
-        with transaction(self.sessions) as session:
-            if not any_due(session, self.clock()):
-                return False
-        with transaction(self.sessions) as session:
-            run = claim_next(session, self.worker_id, self.clock(), self.lease_seconds)
-            if run is None:
-                return False
-            event = _load_event(session, run)
-        if stop is not None and stop.is_set():
-            # Shutting down between claim and start: hand it back instead of sitting on a lease.
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """Claim up to claim_batch due runs and run them in turn; how many it claimed."""
+        idle = not self._found_work
+        if idle:
+            # A read-only look first, so an idle poll takes no write lock (SQLite has one), in
+            # its own transaction: on SQLite a read that later tries to write can fail outright.
             with transaction(self.sessions) as session:
-                release(session, run.id, self.worker_id, self.clock())
-            log(logger, "handler run released", **_fields(run))
-            return True
+                if not any_due(session, self.clock()):
+                    return 0
+        # Runs of a lost worker are due only after a whole lease: a busy loop looks for them
+        # twice a lease, not on every claim.
+        take_over = idle or time.monotonic() >= self._next_take_over
+        if take_over:
+            self._next_take_over = time.monotonic() + self.lease_seconds / 2
+        # One claim statement and one transaction for the batch, not one per run.
+        with transaction(self.sessions) as session:
+            claimed = claim_due(
+                session,
+                self.worker_id,
+                self.clock(),
+                self.lease_seconds,
+                self.claim_batch,
+                take_over=take_over,
+            )
+            events = [_load_event(session, run) for run in claimed]
+        self._found_work = bool(claimed)
+        succeeded: list[HandlerRun] = []
+        try:
+            with self._lease([run.id for run in claimed]):
+                for position, (run, event) in enumerate(zip(claimed, events, strict=True)):
+                    if stop is not None and stop.is_set():
+                        # Shutting down between claim and start: hand back what has not started.
+                        self._release(claimed[position:])
+                        break
+                    if self._start(run, event):
+                        succeeded.append(run)
+        finally:
+            # Successes are recorded together: a crash before this repeats them (same idempotency
+            # key), which at-least-once delivery allows; failures were recorded one by one.
+            self._record_successes(succeeded)
+        return len(claimed)
+
+    def _start(self, run: HandlerRun, event: AnyHandlerEvent | str) -> bool:
+        """Run it; True when it succeeded (recorded later), else its failure is recorded now."""
         if run.attempts > self.policy.max_attempts:
             # Every attempt so far ended with its worker gone; crashing another one proves nothing.
-            self._record(run, "the worker running it was lost on every attempt")
-            return True
+            self._record_failure(run, "the worker running it was lost on every attempt")
+            return False
         log(logger, "handler run started", worker_id=self.worker_id, **_fields(run))
         HANDLER_LAG.labels(handler=run.handler).observe(
             max(0.0, (self.clock() - run.due_at).total_seconds())
         )
-        with self._lease(run.id):
-            error = self._execute(run, event)
-        self._record(run, error)
-        return True
+        error = self._execute(run, event)
+        if error is not None:
+            self._record_failure(run, error)
+        return error is None
+
+    def _release(self, runs: list[HandlerRun]) -> None:
+        with transaction(self.sessions) as session:
+            for run in runs:
+                release(session, run.id, self.worker_id, self.clock())
+        for run in runs:
+            log(logger, "handler run released", **_fields(run))
 
     def _execute(self, run: HandlerRun, event: AnyHandlerEvent | str) -> str | None:
         """Run the handler; its failure, whatever it is, becomes the run's error, not ours."""
@@ -115,36 +156,45 @@ class Worker:
             return f"{type(error).__name__}: {error}"
         return None
 
-    def _record(self, run: HandlerRun, error: str | None) -> None:
-        now = self.clock()
-        with transaction(self.sessions) as session:
-            if error is None:
-                kept = mark_succeeded(session, run.id, self.worker_id, now)
-                outcome, delay = "succeeded", None
-            else:
-                delay = self.policy.delay(run.attempts, self.jitter)
-                retry_at = None if delay is None else now + timedelta(seconds=delay)
-                kept = mark_failed(session, run.id, self.worker_id, now, error, retry_at)
-                outcome = "dead" if delay is None else "retry scheduled"
-        if not kept:
-            # Our lease ran out and another worker took the run; its outcome is the one that counts.
-            log(logger, "handler run lease lost", logging.WARNING, **_fields(run))
+    def _record_successes(self, runs: list[HandlerRun]) -> None:
+        if not runs:
             return
-        result = "succeeded" if error is None else ("dead" if delay is None else "failed")
-        HANDLER_RUNS_FINISHED.labels(handler=run.handler, result=result).inc()
-        level = logging.INFO if error is None else logging.WARNING
+        with transaction(self.sessions) as session:
+            kept = mark_all_succeeded(
+                session, [run.id for run in runs], self.worker_id, self.clock()
+            )
+        for run in runs:
+            if run.id not in kept:
+                _lease_lost(run)
+                continue
+            HANDLER_RUNS_FINISHED.labels(handler=run.handler, result="succeeded").inc()
+            log(logger, "handler run succeeded", error=None, retry_in_seconds=None, **_fields(run))
+
+    def _record_failure(self, run: HandlerRun, error: str) -> None:
+        now = self.clock()
+        delay = self.policy.delay(run.attempts, self.jitter)
+        retry_at = None if delay is None else now + timedelta(seconds=delay)
+        with transaction(self.sessions) as session:
+            kept = mark_failed(session, run.id, self.worker_id, now, error, retry_at)
+        if not kept:
+            _lease_lost(run)
+            return
+        HANDLER_RUNS_FINISHED.labels(
+            handler=run.handler, result="dead" if delay is None else "failed"
+        ).inc()
         log(
             logger,
-            f"handler run {outcome}",
-            level,
+            "handler run dead" if delay is None else "handler run retry scheduled",
+            logging.WARNING,
             error=error,
             retry_in_seconds=delay,
             **_fields(run),
         )
 
     @contextmanager
-    def _lease(self, run_id: int) -> Iterator[None]:
-        """Keep extending the lease while the handler runs, so only a dead worker loses it."""
+    def _lease(self, run_ids: list[int]) -> Iterator[None]:
+        """Keep extending the leases of a claimed batch while it runs, so only a dead worker
+        loses them; a finished run is no longer held and drops out by itself."""
         done = threading.Event()
 
         def keep() -> None:
@@ -152,16 +202,19 @@ class Worker:
                 until = self.clock() + timedelta(seconds=self.lease_seconds)
                 try:
                     with transaction(self.sessions) as session:
-                        renewed = renew_lease(session, run_id, self.worker_id, until)
+                        held = renew_leases(session, run_ids, self.worker_id, until)
                 except SQLAlchemyError as error:
-                    # The next renewal may succeed; if none does, the lease expires as designed.
+                    # The next renewal may succeed; if none does, the leases expire as designed.
                     log(logger, "lease renewal failed", logging.WARNING, error=type(error).__name__)
                     continue
-                if not renewed:
-                    # Another worker holds the run now; _record will find it gone and say so.
+                if not held:
+                    # Another worker holds them now; _record will find each gone and say so.
                     return
 
-        keeper = threading.Thread(target=keep, name=f"lease-{run_id}", daemon=True)
+        if not run_ids:
+            yield
+            return
+        keeper = threading.Thread(target=keep, name=f"lease-{run_ids[0]}", daemon=True)
         keeper.start()
         try:
             yield
@@ -179,6 +232,11 @@ def _load_event(session: Session, run: HandlerRun) -> AnyHandlerEvent | str:
         return f"stored event no longer matches the {schema} schema: {error.error_count()} errors"
 
 
+def _lease_lost(run: HandlerRun) -> None:
+    # Our lease ran out and another worker took the run; its outcome is the one that counts.
+    log(logger, "handler run lease lost", logging.WARNING, **_fields(run))
+
+
 def _fields(run: HandlerRun) -> dict[str, Any]:
     return {
         "run_id": run.id,
@@ -190,14 +248,12 @@ def _fields(run: HandlerRun) -> dict[str, Any]:
     }
 
 
-def serve(
-    worker: Worker, stop: threading.Event, wait_for_work: Callable[[float], None], poll: float
-) -> None:
+def serve(worker: Worker, stop: threading.Event, wakeups: WakeUps, poll: float) -> None:
     """Run due work until `stop`; when idle, wait for a wake-up or the poll interval."""
     backoff = DATABASE_RETRY_SECONDS
     while not stop.is_set():
         try:
-            worked = worker.run_once(stop)
+            claimed = worker.run_once(stop)
         except SQLAlchemyError as error:
             # The database is away: nothing is lost (runs are rows), so wait and try again.
             log(
@@ -211,24 +267,10 @@ def serve(
             backoff = min(backoff * 2, DATABASE_RETRY_CAP_SECONDS)
             continue
         backoff = DATABASE_RETRY_SECONDS
-        if not worked:
-            wait_for_work(poll)
-
-
-def waiter(listener: ChannelListener | None, stop: threading.Event) -> Callable[[float], None]:
-    """PostgreSQL: wake on NOTIFY from the committing transaction; otherwise (or if lost) poll."""
-
-    def wait(timeout: float) -> None:
-        if listener is None or stop.is_set():
-            stop.wait(timeout)
-            return
-        try:
-            listener.wait(timeout)
-        except ListenerLost as error:
-            log(logger, "listen connection lost; polling", logging.WARNING, error=str(error))
-            stop.wait(timeout)
-
-    return wait
+        if claimed >= worker.claim_batch:
+            wakeups.nudge()  # a full batch: there may be more, for an idle loop to take
+        elif not claimed:
+            wakeups.wait(poll)
 
 
 def run_worker(settings: Settings) -> None:
@@ -243,22 +285,23 @@ def run_worker(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     concurrency = settings.worker_concurrency
-    engine = make_engine(settings.database_url, pool_size=concurrency + 1)
+    engine = make_engine(settings.database_url, pool_size=concurrency + 1, relaxed_commits=True)
     sessions = make_session_factory(engine)
     if settings.worker_metrics_port:
         # Workers may run on machines without a web process: each serves its own lag and attempts.
         start_http_server(settings.worker_metrics_port)
     # Handlers spend their time waiting on HTTP, so one process runs several claim loops in
-    # threads; each is a worker of its own (id, lease, HTTP session, wake-up listener), and
-    # SKIP LOCKED claims keep them from ever taking the same run.
+    # threads; each is a worker of its own (id, lease, HTTP session), and SKIP LOCKED claims
+    # keep them from ever taking the same run.
     loops = [_claim_loop(settings, sessions) for _ in range(concurrency)]
+    wakeups = WakeUps(listener_for(settings.database_url, HANDLER_RUNS_CHANNEL), stop, concurrency)
     log(
         logger,
         "worker started",
         worker_ids=[loop.worker.worker_id for loop in loops],
         handlers=sorted(loops[0].worker.handlers),
         database=engine.dialect.name,
-        wake_up="listen" if loops[0].listener else "poll",
+        wake_up="listen" if wakeups.listening else "poll",
         poll_seconds=settings.worker_poll_seconds,
         concurrency=concurrency,
         metrics_port=settings.worker_metrics_port,
@@ -266,12 +309,13 @@ def run_worker(settings: Settings) -> None:
     threads = [
         threading.Thread(
             target=serve,
-            args=(loop.worker, stop, waiter(loop.listener, stop), settings.worker_poll_seconds),
+            args=(loop.worker, stop, wakeups, settings.worker_poll_seconds),
             name=f"claim-loop-{index}",
         )
         for index, loop in enumerate(loops)
     ]
     try:
+        wakeups.start()
         for thread in threads:
             thread.start()
         # The main thread only waits, so SIGTERM is handled at once; each loop finishes its run.
@@ -280,6 +324,7 @@ def run_worker(settings: Settings) -> None:
                 thread.join(timeout=0.5)
     finally:
         stop.set()
+        wakeups.close()
         for loop in loops:
             loop.close()
         engine.dispose()
@@ -290,20 +335,18 @@ def run_worker(settings: Settings) -> None:
 class _ClaimLoop:
     worker: Worker
     http: requests.Session
-    listener: ChannelListener | None
 
     def close(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
         self.http.close()
 
 
 def _claim_loop(settings: Settings, sessions: sessionmaker[Session]) -> _ClaimLoop:
-    http = requests.Session()
+    http = outbound_session()
     worker = Worker(
         sessions=sessions,
         handlers=load_handlers(settings, http),
         policy=RetryPolicy(settings.handler_retry_base_seconds, settings.handler_max_attempts),
         lease_seconds=settings.handler_lease_seconds,
+        claim_batch=CLAIM_BATCH,
     )
-    return _ClaimLoop(worker, http, listener_for(settings.database_url, HANDLER_RUNS_CHANNEL))
+    return _ClaimLoop(worker, http)

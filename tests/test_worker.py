@@ -149,3 +149,66 @@ def test_a_stored_event_that_no_longer_validates_fails_the_attempt_not_the_worke
     [run] = rows(engine, HandlerRun)
     assert run.state == "pending"
     assert run.last_error == "stored event no longer matches the job schema: 2 errors"
+
+
+def test_one_claim_takes_a_batch_and_records_every_success(
+    post_job: Callable[..., Any], make_worker: Callable[..., Worker], engine: Engine
+) -> None:
+    for index in range(5):
+        post_job(guid=f"JOB-batch-{index}", status=2)
+    seen: list[str] = []
+    worker = make_worker()
+    worker.claim_batch = 3
+    worker.handlers = {"mfa_prompt": lambda event: seen.append(event.job.guid)}
+    assert worker.run_once() == 3
+    assert seen == [f"JOB-batch-{index}" for index in range(3)]
+    assert worker.run_once() == 2
+    assert worker.run_once() == 0
+    runs = rows(engine, HandlerRun)
+    assert [(run.state, run.attempts, run.locked_by) for run in runs] == [
+        ("succeeded", 1, None)
+    ] * 5
+
+
+def test_a_failure_in_a_batch_is_retried_alone(
+    post_job: Callable[..., Any], make_worker: Callable[..., Worker], engine: Engine
+) -> None:
+    for index in range(3):
+        post_job(guid=f"JOB-mixed-{index}", status=2)
+
+    def fail_the_second(event: HandlerEvent) -> None:
+        if event.job.guid == "JOB-mixed-1":
+            raise RuntimeError("receiver down")
+
+    worker = make_worker()
+    worker.claim_batch = 8
+    worker.handlers = {"mfa_prompt": fail_the_second}
+    assert worker.run_once() == 3
+    states = {run.job_guid: (run.state, run.last_error) for run in rows(engine, HandlerRun)}
+    assert states == {
+        "JOB-mixed-0": ("succeeded", None),
+        "JOB-mixed-1": ("pending", "RuntimeError: receiver down"),
+        "JOB-mixed-2": ("succeeded", None),
+    }
+
+
+def test_a_busy_worker_still_takes_over_a_lost_workers_run_within_half_a_lease(
+    post_job: Callable[..., Any],
+    make_worker: Callable[..., Worker],
+    engine: Engine,
+    clock: FakeClock,
+) -> None:
+    post_job(guid="JOB-lost", status=2)
+    sessions = make_session_factory(engine)
+    with transaction(sessions) as session:
+        assert claim_next(session, "lost-worker", clock(), lease_seconds=30) is not None
+    clock.advance(31)
+    post_job(guid="JOB-new", status=2)
+    worker = make_worker(handler_lease_seconds=30)
+    worker.claim_batch = 1
+    worker.handlers = {"mfa_prompt": lambda event: None}
+    assert worker.run_once() == 1  # idle: looks for lost runs first
+    assert worker.run_once() == 1  # busy, and the next look is half a lease away
+    [lost, new] = rows(engine, HandlerRun)
+    assert (lost.state, lost.attempts) == ("succeeded", 2)
+    assert new.state == "succeeded"

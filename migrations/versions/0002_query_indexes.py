@@ -12,10 +12,9 @@ not block ingest while they build.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from alembic import op
+
+from service.migrate import outside_transaction
 
 revision = "0002_query_indexes"
 down_revision = "0001_initial_schema"
@@ -46,27 +45,17 @@ REPLACED = ("ix_rejected_deliveries_received_at", "rejected_deliveries", ["recei
 
 
 def upgrade() -> None:
-    with _outside_transaction():
+    with outside_transaction():
         for name, table, columns in INDEXES:
             _create(name, table, columns)
         _drop(REPLACED[0], REPLACED[1])
 
 
 def downgrade() -> None:
-    with _outside_transaction():
+    with outside_transaction():
         _create(*REPLACED)
         for name, table, _ in reversed(INDEXES):
             _drop(name, table)
-
-
-@contextmanager
-def _outside_transaction() -> Iterator[None]:
-    """PostgreSQL cannot build an index CONCURRENTLY inside a transaction block."""
-    if op.get_bind().dialect.name != "postgresql":
-        yield
-        return
-    with op.get_context().autocommit_block():
-        yield
 
 
 def _create(name: str, table: str, columns: list[str]) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from math import floor
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -68,12 +70,35 @@ class HttpDelivery:
                 timeout=self.timeout_seconds,
                 # A redirect is not a delivery; following it could also leak the signed body.
                 allow_redirects=False,
+                **self._environment,
             )
         except requests.RequestException as error:
             raise DeliveryFailed(f"{self.label}: {type(error).__name__}") from None
         with response:
             if not 200 <= response.status_code < 300:
                 raise DeliveryFailed(f"{self.label}: HTTP {response.status_code}")
+
+    @cached_property
+    def _environment(self) -> dict[str, Any]:
+        """Proxies (honouring NO_PROXY) and CA bundle for this URL, read from the environment once.
+
+        requests re-reads the whole environment on every request unless the session's trust_env
+        is off, which costs more than signing and sending a notification; the worker turns it off
+        and passes what it would have read.
+        """
+        from requests.utils import get_environ_proxies
+
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        return {"proxies": get_environ_proxies(self.url), "verify": verify}
+
+
+def outbound_session() -> requests.Session:
+    """The worker's HTTP session: keep-alive, environment read once per URL (see above)."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    return session
 
 
 def signature_headers(

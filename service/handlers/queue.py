@@ -6,22 +6,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Select,
     Update,
     and_,
+    bindparam,
     exists,
     func,
-    literal,
     or_,
     select,
     update,
 )
 from sqlalchemy.orm import Session, aliased
 
-from service.db import HANDLER_RUNS_CHANNEL, UTCDateTime, notify, skip_locked
+from service.db import HANDLER_RUNS_CHANNEL, UTCDateTime, claimable, notify
 from service.handlers.event import AnyHandlerEvent, HandlerEvent, PreviousState
 from service.handlers.member_event import member_handler_event
 from service.ingest import queue_handler_runs
@@ -40,60 +42,142 @@ class RunState(StrEnum):
     DEAD = "dead"
 
 
-def _held_by(run_id: int, worker_id: str) -> ColumnElement[bool]:
+def _held_by(run_ids: Sequence[int], worker_id: str) -> ColumnElement[bool]:
     """Only the lease holder may record an outcome; a worker that lost its lease changes nothing."""
     return and_(
-        HandlerRun.id == run_id,
+        HandlerRun.id.in_(run_ids),
         HandlerRun.state == RunState.RUNNING,
         HandlerRun.locked_by == worker_id,
     )
 
 
-def _due(now: datetime) -> ColumnElement[bool]:
-    """A pending run whose time has come, or a running one whose worker's lease ran out."""
-    return or_(
-        and_(HandlerRun.state == RunState.PENDING, HandlerRun.due_at <= now),
-        and_(HandlerRun.state == RunState.RUNNING, HandlerRun.lease_expires_at <= now),
-    )
+def _pending_due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """A pending run whose time has come (partial index ix_handler_runs_pending_due_at_id)."""
+    return and_(HandlerRun.state == RunState.PENDING, HandlerRun.due_at <= now)
+
+
+def _lease_expired(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """A running run whose worker's lease ran out (ix_handler_runs_running_lease_expires_at)."""
+    return and_(HandlerRun.state == RunState.RUNNING, HandlerRun.lease_expires_at <= now)
 
 
 def any_due(session: Session, now: datetime) -> bool:
     """Read-only look before claiming, so an idle poll takes no write lock (SQLite has one)."""
-    return session.scalar(select(HandlerRun.id).where(_due(now)).limit(1)) is not None
+    statement = select(
+        or_(
+            exists().where(_pending_due(now)),
+            exists().where(_lease_expired(now)),
+        )
+    )
+    return bool(session.scalar(statement))
 
 
 def claim_next(
     session: Session, worker_id: str, now: datetime, lease_seconds: float
 ) -> HandlerRun | None:
     """Take the most overdue due run."""
-    due = _due(now)
-    candidate = select(HandlerRun.id).where(due).order_by(HandlerRun.due_at, HandlerRun.id).limit(1)
-    statement = (
+    claimed = claim_due(session, worker_id, now, lease_seconds, limit=1)
+    return claimed[0] if claimed else None
+
+
+def claim_due(
+    session: Session,
+    worker_id: str,
+    now: datetime,
+    lease_seconds: float,
+    limit: int,
+    *,
+    take_over: bool = True,
+) -> list[HandlerRun]:
+    """Take up to `limit` due runs: with take_over, those whose worker was lost first; then the
+    most overdue pending ones.
+
+    Two conditions, two statements: each reads its own partial index in order, where one
+    statement OR-ing them would scan both indexes whole. A lost worker is rare, so a busy
+    worker may look for its runs only now and then (take_over=False in between).
+    """
+    params = {
+        "now": now,
+        "lease_until": now + timedelta(seconds=lease_seconds),
+        "worker_id": worker_id,
+        "limit": limit,
+    }
+    dialect = session.get_bind().dialect.name
+    claimed: list[HandlerRun] = []
+    if take_over:
+        claimed += session.scalars(_claim_statement(dialect, taking_over=True), params)
+    if len(claimed) < limit:
+        params["limit"] = limit - len(claimed)
+        claimed += session.scalars(_claim_statement(dialect, taking_over=False), params)
+    return sorted(claimed, key=lambda run: (run.due_at, run.id))
+
+
+# Built once per dialect with bound parameters: a busy worker claims many times a second, and
+# building this statement costs more Python time than running it.
+@lru_cache(maxsize=8)
+def _claim_statement(dialect: str, *, taking_over: bool) -> Update:
+    now = bindparam("now", type_=UTCDateTime())
+    due = _lease_expired(now) if taking_over else _pending_due(now)
+    oldest_first = HandlerRun.lease_expires_at if taking_over else HandlerRun.due_at
+    candidates = (
+        select(HandlerRun.id)
+        .where(due)
+        .order_by(oldest_first, HandlerRun.id)
+        .limit(bindparam("limit"))
+    )
+    return (
         update(HandlerRun)
-        # `=` on a scalar subquery is evaluated once (IN may re-run it per row and claim more);
-        # re-checking `due` keeps the claim conditional: a row taken meanwhile no longer matches.
-        .where(HandlerRun.id == skip_locked(session, candidate).scalar_subquery(), due)
+        # Re-checking `due` keeps the claim conditional: a row taken meanwhile no longer matches.
+        .where(HandlerRun.id.in_(claimable(dialect, candidates)), due)
         .values(
             state=RunState.RUNNING,
             attempts=HandlerRun.attempts + 1,
-            locked_by=worker_id,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            started_at=func.coalesce(HandlerRun.started_at, literal(now, UTCDateTime())),
+            locked_by=bindparam("worker_id"),
+            lease_expires_at=bindparam("lease_until", type_=UTCDateTime()),
+            started_at=func.coalesce(HandlerRun.started_at, now),
             updated_at=now,
         )
         .returning(HandlerRun)
         .execution_options(synchronize_session=False)
     )
-    return session.scalars(statement).one_or_none()
+
+
+def renew_leases(session: Session, run_ids: Sequence[int], worker_id: str, until: datetime) -> int:
+    """Extend the leases this worker still holds among `run_ids`; how many it still holds."""
+    statement = (
+        update(HandlerRun).where(_held_by(run_ids, worker_id)).values(lease_expires_at=until)
+    )
+    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
 def renew_lease(session: Session, run_id: int, worker_id: str, until: datetime) -> bool:
-    statement = update(HandlerRun).where(_held_by(run_id, worker_id)).values(lease_expires_at=until)
-    return _changed(session, statement)
+    return renew_leases(session, [run_id], worker_id, until) > 0
 
 
 def mark_succeeded(session: Session, run_id: int, worker_id: str, now: datetime) -> bool:
     return _finish(session, run_id, worker_id, now, RunState.SUCCEEDED, None)
+
+
+def mark_all_succeeded(
+    session: Session, run_ids: Sequence[int], worker_id: str, now: datetime
+) -> set[int]:
+    """Finish several runs in one statement; the ids this worker still held (the others were
+    taken over after their lease ran out, and their new holder's outcome counts)."""
+    statement = (
+        update(HandlerRun)
+        .where(_held_by(run_ids, worker_id))
+        .values(
+            state=RunState.SUCCEEDED,
+            last_error=None,
+            lease_expires_at=None,
+            locked_by=None,
+            finished_at=now,
+            updated_at=now,
+        )
+        .returning(HandlerRun.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(session.scalars(statement))
 
 
 def mark_failed(
@@ -109,7 +193,7 @@ def mark_failed(
         return _finish(session, run_id, worker_id, now, RunState.DEAD, error)
     statement = (
         update(HandlerRun)
-        .where(_held_by(run_id, worker_id))
+        .where(_held_by([run_id], worker_id))
         .values(
             state=RunState.PENDING,
             due_at=retry_at,
@@ -126,7 +210,7 @@ def release(session: Session, run_id: int, worker_id: str, now: datetime) -> boo
     """Give back a run that was claimed but not started; the claim does not count as an attempt."""
     statement = (
         update(HandlerRun)
-        .where(_held_by(run_id, worker_id))
+        .where(_held_by([run_id], worker_id))
         .values(
             state=RunState.PENDING,
             attempts=HandlerRun.attempts - 1,
@@ -152,7 +236,7 @@ def _finish(
 ) -> bool:
     statement = (
         update(HandlerRun)
-        .where(_held_by(run_id, worker_id))
+        .where(_held_by([run_id], worker_id))
         .values(
             state=state,
             last_error=error[:MAX_ERROR_LENGTH] if error is not None else None,
