@@ -35,9 +35,11 @@ from service.handlers.backoff import RetryPolicy
 from service.handlers.deliveries import Clock, outbound_session, utc_now
 from service.handlers.event import AnyHandlerEvent, Handler
 from service.handlers.queue import (
+    JobHistories,
     any_due,
     claim_due,
     handler_event,
+    job_histories,
     mark_all_succeeded,
     mark_failed,
     release,
@@ -103,7 +105,8 @@ class Worker:
                 self.claim_batch,
                 take_over=take_over,
             )
-            events = [_load_event(session, run) for run in claimed]
+            histories = job_histories(session, claimed)
+            events = [_load_event(session, run, histories) for run in claimed]
         self._found_work = bool(claimed)
         succeeded: list[HandlerRun] = []
         try:
@@ -223,10 +226,12 @@ class Worker:
             keeper.join()
 
 
-def _load_event(session: Session, run: HandlerRun) -> AnyHandlerEvent | str:
+def _load_event(
+    session: Session, run: HandlerRun, histories: JobHistories
+) -> AnyHandlerEvent | str:
     """The run's typed event, or why it cannot be built (then the attempt fails, not the worker)."""
     try:
-        return handler_event(session, run)
+        return handler_event(session, run, histories)
     except ValidationError as error:
         schema = "job" if run.member_event_id is None else "connection-status"
         return f"stored event no longer matches the {schema} schema: {error.error_count()} errors"

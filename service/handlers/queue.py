@@ -253,12 +253,31 @@ def _changed(session: Session, statement: Update) -> bool:
     return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
-def handler_event(session: Session, run: HandlerRun) -> AnyHandlerEvent:
+JobHistories = dict[str, list[JobEvent]]
+
+
+def job_histories(session: Session, runs: Sequence[HandlerRun]) -> JobHistories:
+    """Every stored event of the runs' jobs, in one query: each run needs its own event and the
+    one it replaced, and a job has few events."""
+    guids = {run.job_guid for run in runs if run.member_event_id is None and run.job_guid}
+    histories: JobHistories = {guid: [] for guid in guids}
+    if guids:
+        for event in session.scalars(select(JobEvent).where(JobEvent.job_guid.in_(guids))):
+            histories[event.job_guid].append(event)
+    return histories
+
+
+def handler_event(
+    session: Session, run: HandlerRun, histories: JobHistories | None = None
+) -> AnyHandlerEvent:
     """The typed event for a run: the stored job object (or member connection status) and the
-    state it replaced."""
+    state it replaced. `histories` (job_histories of a batch of runs) saves the queries."""
     if run.member_event_id is not None:
         return member_handler_event(session, run)
-    event = session.get_one(JobEvent, run.event_id)
+    history = histories.get(str(run.job_guid)) if histories is not None else None
+    if history is None:
+        history = list(session.scalars(select(JobEvent).where(JobEvent.job_guid == run.job_guid)))
+    event = next(event for event in history if event.id == run.event_id)
     return HandlerEvent(
         run_id=run.id,
         handler=run.handler,
@@ -267,7 +286,7 @@ def handler_event(session: Session, run: HandlerRun) -> AnyHandlerEvent:
         event_id=event.id,
         received_at=event.received_at,
         job=_job(event),
-        previous=_previous_state(session, event),
+        previous=_previous_state(event, history),
         payload=event.payload,
     )
 
@@ -284,17 +303,18 @@ def _job(event: JobEvent) -> JobCallback:
     )
 
 
-def _previous_state(session: Session, event: JobEvent) -> PreviousState | None:
+def _previous_state(event: JobEvent, history: Sequence[JobEvent]) -> PreviousState | None:
+    """The job's latest event before this one (by updated_at, then id)."""
     if event.updated_at is None:
         return None
-    previous = session.scalars(
-        select(JobEvent)
-        .where(JobEvent.job_guid == event.job_guid, JobEvent.updated_at < event.updated_at)
-        .order_by(JobEvent.updated_at.desc(), JobEvent.id.desc())
-        .limit(1)
-    ).first()
-    if previous is None:
+    earlier = [
+        other
+        for other in history
+        if other.updated_at is not None and other.updated_at < event.updated_at
+    ]
+    if not earlier:
         return None
+    previous = max(earlier, key=lambda other: (other.updated_at, other.id))
     return PreviousState(previous.status, previous.status_name, previous.updated_at)
 
 
