@@ -230,7 +230,24 @@ class WorkerSampler:
         return sum(self._cpu_last[pid] - first for pid, first in self._cpu_first.items())
 
 
+# The Go receiver answers at once and runs each hook's /bin/true afterwards: for many seconds after
+# wrk stops it keeps both cores busy with its backlog. Every run waits for a quiet machine first,
+# or the receiver measured next pays for the previous one's leftovers.
+QUIET_CPU_PERCENT = 25.0
+QUIET_WAIT_SECONDS = 180.0
+
+
+def wait_for_quiet_machine() -> float:
+    """Block until the machine's CPU use over half a second is below QUIET_CPU_PERCENT; the wait."""
+    started = time.monotonic()
+    while time.monotonic() - started < QUIET_WAIT_SECONDS:
+        if psutil.cpu_percent(interval=0.5) < QUIET_CPU_PERCENT:
+            break
+    return time.monotonic() - started
+
+
 def measure_one(database: str, receiver: Receiver, round_number: int, load: Load) -> Run:
+    wait_for_quiet_machine()
     with WorkerSampler(receiver) as sampler:
         result = run_wrk(receiver.url, load.seconds, load)
     run = Run(
