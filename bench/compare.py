@@ -395,7 +395,8 @@ def machine(postgres_url: str) -> dict[str, Any]:
         "postgresql": settings,
         "wrk": first_line(["wrk", "--version"]),
         "webhook": first_line(["webhook", "-version"]),
-        "web_concurrency": os.environ.get("WEB_CONCURRENCY", "default (gunicorn_conf.py)"),
+        "web_concurrency": os.environ.get("WEB_CONCURRENCY", "default (gunicorn_conf.py: 2)"),
+        "web_threads": os.environ.get("WEB_THREADS", "default (gunicorn_conf.py: 8)"),
     }
 
 

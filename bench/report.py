@@ -173,8 +173,9 @@ def machine_text(results: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"- {m['cpus']} × {m['cpu']}, {m['memory_gb']} GB RAM, {m['os']}, kernel {m['kernel']}",
-            f"- Python {m['python']}, gunicorn {m['gunicorn']} (sync workers, WEB_CONCURRENCY "
-            f"{m['web_concurrency']}), Flask {m['flask']}, SQLAlchemy {m['sqlalchemy']}",
+            f"- Python {m['python']}, gunicorn {m['gunicorn']} (WEB_CONCURRENCY "
+            f"{m['web_concurrency']}, WEB_THREADS {m.get('web_threads', 'default')}), "
+            f"Flask {m['flask']}, SQLAlchemy {m['sqlalchemy']}",
             f"- SQLite {m['sqlite']} (file in a temp dir on the same disk); PostgreSQL "
             f"{pg['server_version']} on 127.0.0.1, fsync={pg['fsync']}, "
             f"synchronous_commit={pg['synchronous_commit']}, "
