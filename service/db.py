@@ -23,7 +23,6 @@ from sqlalchemy import (
     Select,
     create_engine,
     event,
-    func,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -314,7 +313,9 @@ def claimable(dialect: str, candidates: Select[*Columns]) -> Select[*Columns]:
 def notify(session: Session, channel: str) -> None:
     """Wake listeners when the transaction commits (PostgreSQL); SQLite workers poll instead."""
     if is_postgresql(session):
-        session.execute(select(func.pg_notify(channel, "")))
+        # Runs once per ingest commit: the driver's statement, without building a select.
+        statement = "SELECT pg_notify(%(channel)s, '')"
+        session.connection().exec_driver_sql(statement, {"channel": channel})
 
 
 class ListenerLost(Exception):
