@@ -163,8 +163,9 @@ class LoadResult:
 # Handlers that deliver to NOTIFY_URL (the sink); `alert` goes to ALERT_URL, unset here, so the
 # worker runs it and logs it, and it is not timed.
 NOTIFYING_HANDLERS = ("mfa_prompt", "data_ready", "user_action_required")
-PACED_CONNECTIONS = 16
+PACED_CONNECTIONS = 32
 CALIBRATION_SECONDS = 3
+CALIBRATION_ROUNDS = 2
 
 
 def load_lags(url: str, base: str, sink: Sink, rate: float, seconds: float) -> LoadResult:
@@ -174,11 +175,13 @@ def load_lags(url: str, base: str, sink: Sink, rate: float, seconds: float) -> L
     needs. Lag here is the sink's arrival minus the job's received_at as the web process recorded
     it on arrival: the ingest time is included, so this is an upper bound of commit-to-handler.
     """
-    # A short paced run first: its latency sets the pause that makes the real one hit `rate`.
-    warm_up = paced_wrk(
-        base, uuid.uuid4().hex[:10], CALIBRATION_SECONDS, PACED_CONNECTIONS * 1000 / rate
-    )
-    pause_ms = max(0.0, PACED_CONNECTIONS * 1000 / rate - warm_up.p50_ms)
+    # Short paced runs first: the rate each one reaches tells the time a request takes at that
+    # load, which sets the pause that makes the next one (and the measured one) reach `rate`.
+    pause_ms = PACED_CONNECTIONS * 1000 / rate
+    for _ in range(CALIBRATION_ROUNDS):
+        reached = paced_wrk(base, uuid.uuid4().hex[:10], CALIBRATION_SECONDS, pause_ms)
+        request_ms = PACED_CONNECTIONS * 1000 / reached.requests_per_second - pause_ms
+        pause_ms = max(0.0, PACED_CONNECTIONS * 1000 / rate - request_ms)
     tag = uuid.uuid4().hex[:10]
     started = time.time()
     answered = paced_wrk(base, tag, seconds, pause_ms)
@@ -251,7 +254,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="events per second under load")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the load phase")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--poll", default="0.5", help="WORKER_POLL_SECONDS for the workers")
+    parser.add_argument("--poll", default="0.2", help="WORKER_POLL_SECONDS (the default is 0.2)")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get(

@@ -83,18 +83,17 @@ class Worker:
 
     def run_once(self, stop: threading.Event | None = None) -> int:
         """Claim up to claim_batch due runs and run them in turn; how many it claimed."""
-        idle = not self._found_work
-        if idle:
-            # A read-only look first, so an idle poll takes no write lock (SQLite has one), in
-            # its own transaction: on SQLite a read that later tries to write can fail outright.
+        # Runs of a lost worker are due only after a whole lease, so they are looked for twice a
+        # lease, not on every claim; the look ahead of a claim is only for pending runs.
+        take_over = time.monotonic() >= self._next_take_over
+        if take_over:
+            self._next_take_over = time.monotonic() + self.lease_seconds / 2
+        elif not self._found_work:
+            # Idle: a read-only look first, so an idle poll takes no write lock (SQLite has one),
+            # in its own transaction: on SQLite a read that later tries to write can fail outright.
             with transaction(self.sessions) as session:
                 if not any_due(session, self.clock()):
                     return 0
-        # Runs of a lost worker are due only after a whole lease: a busy loop looks for them
-        # twice a lease, not on every claim.
-        take_over = idle or time.monotonic() >= self._next_take_over
-        if take_over:
-            self._next_take_over = time.monotonic() + self.lease_seconds / 2
         # One claim statement and one transaction for the batch, not one per run.
         with transaction(self.sessions) as session:
             claimed = claim_due(

@@ -17,7 +17,6 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
-    or_,
     select,
     update,
 )
@@ -62,14 +61,12 @@ def _lease_expired(now: datetime | BindParameter[datetime]) -> ColumnElement[boo
 
 
 def any_due(session: Session, now: datetime) -> bool:
-    """Read-only look before claiming, so an idle poll takes no write lock (SQLite has one)."""
-    statement = select(
-        or_(
-            exists().where(_pending_due(now)),
-            exists().where(_lease_expired(now)),
-        )
-    )
-    return bool(session.scalar(statement))
+    """Whether a pending run is due: a read-only look before claiming, so an idle poll takes no
+    write lock (SQLite has one). Runs of a lost worker are looked for on a timer instead."""
+    return bool(session.scalar(_ANY_PENDING_DUE, {"now": now}))
+
+
+_ANY_PENDING_DUE = select(exists().where(_pending_due(bindparam("now", type_=UTCDateTime()))))
 
 
 def claim_next(
@@ -163,21 +160,29 @@ def mark_all_succeeded(
 ) -> set[int]:
     """Finish several runs in one statement; the ids this worker still held (the others were
     taken over after their lease ran out, and their new holder's outcome counts)."""
-    statement = (
-        update(HandlerRun)
-        .where(_held_by(run_ids, worker_id))
-        .values(
-            state=RunState.SUCCEEDED,
-            last_error=None,
-            lease_expires_at=None,
-            locked_by=None,
-            finished_at=now,
-            updated_at=now,
-        )
-        .returning(HandlerRun.id)
-        .execution_options(synchronize_session=False)
+    params = {"run_ids": list(run_ids), "worker_id": worker_id, "now": now}
+    return set(session.scalars(_MARK_ALL_SUCCEEDED, params))
+
+
+# Built once: a busy worker records a batch of successes many times a second.
+_MARK_ALL_SUCCEEDED = (
+    update(HandlerRun)
+    .where(
+        HandlerRun.id.in_(bindparam("run_ids", expanding=True)),
+        HandlerRun.state == RunState.RUNNING,
+        HandlerRun.locked_by == bindparam("worker_id"),
     )
-    return set(session.scalars(statement))
+    .values(
+        state=RunState.SUCCEEDED,
+        last_error=None,
+        lease_expires_at=None,
+        locked_by=None,
+        finished_at=bindparam("now", type_=UTCDateTime()),
+        updated_at=bindparam("now", type_=UTCDateTime()),
+    )
+    .returning(HandlerRun.id)
+    .execution_options(synchronize_session=False)
+)
 
 
 def mark_failed(
