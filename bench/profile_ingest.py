@@ -2,7 +2,8 @@
 
 Starts the Procfile web command (as bench/compare.py does), drives it with wrk and
 bench/wrk_post.lua, samples each gunicorn worker with `py-spy record --idle` (so waits on the
-database and on fsync count too; --cpu-only leaves them out) and sums the stacks into the ingest
+database and on fsync count too; --cpu-only samples only the thread holding the GIL, i.e. Python
+work) and sums the stacks into the ingest
 path's parts.
 
     .venv/bin/python bench/profile_ingest.py [--database postgres|sqlite] [--seconds N] [--cpu-only]
@@ -32,8 +33,7 @@ from receivers import BIN, migrate, require_binaries, service_receiver
 # Each part is "any frame of the sample matches": parts nest (a statement's compile time is also
 # inside ingest_job), so the shares do not add up to 100 %.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("in a request (gunicorn handle_request)", ("handle_request (gunicorn/workers/sync.py",)),
-    ("  waiting for a connection (accept/select)", ("wait (gunicorn/workers/sync.py",)),
+    ("in a request (gunicorn handle_request)", ("handle_request (gunicorn/workers/gthread.py",)),
     ("  Flask/werkzeug request + response handling", ("__call__ (flask/app.py",)),
     ("    before/after-request hooks", ("preprocess_request", "process_response")),
     ("      failed-auth limiter check", ("refuse_blocked_address",)),
@@ -42,19 +42,22 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("      Basic auth check", ("_read_authenticated_body",)),
     ("      JSON parse", ("parse_json (service/payload.py",)),
     ("      pydantic validation", ("validate_job",)),
-    ("      session + transaction (begin, commit, close)", ("transaction (service/db.py",)),
-    ("        COMMIT (round trip + fsync)", ("do_commit (sqlalchemy/engine/default.py",)),
-    ("        connection checkout / pre-ping", ("_checkout (sqlalchemy/pool", "do_ping")),
-    ("      ingest_job", ("ingest_job (service/ingest.py",)),
-    ("        insert event", ("_insert_event",)),
-    ("        upsert current state", ("_advance_current_state",)),
-    ("        queue handler runs (+ NOTIFY)", ("queue_handler_runs",)),
+    ("      group commit (waiting for, or leading, a batch)", ("submit (service/group_commit.py",)),
+    ("        leading: the batch's transaction", ("_lead (service/group_commit.py",)),
+    ("          COMMIT (round trip + fsync)", ("do_commit (sqlalchemy/engine/default.py",)),
+    ("          ingest_jobs", ("ingest_jobs (service/ingest.py",)),
+    ("            insert events", ("_insert_events",)),
+    ("            learn institutions", ("learn_institutions",)),
+    ("            upsert current states", ("_advance_current_states",)),
+    ("            prompt de-duplication", ("_member_prompts (service/ingest.py",)),
+    ("            queue handler runs (+ NOTIFY)", ("queue_many",)),
+    ("          driver execution (BulkStatement)", ("_run (service/db.py",)),
     ("      app log line (job callback)", ("log (service/logs.py",)),
     ("      webhook counter (prometheus files)", ("record_webhook",)),
     ("  gunicorn access log line", ("access (service/gunicorn_logging.py",)),
+    ("waiting for a connection (gthread poller)", ("wait_for_and_dispatch_events",)),
     ("SQLAlchemy statement compilation", ("sqlalchemy/sql/compiler.py",)),
     ("SQLAlchemy cache key generation", ("sqlalchemy/sql/cache_key.py",)),
-    ("DBAPI execute (driver + round trip)", ("do_execute (sqlalchemy/engine/default.py",)),
     ("logging (all records)", ("logging/__init__.py",)),
 )
 LINE_NUMBER = re.compile(r":\d+\)$")
@@ -140,7 +143,8 @@ def profile(kind: str, url: str, seconds: int, rate: int, load: Load, idle: bool
                     str(seconds),
                     "--rate",
                     str(rate),
-                    *(["--idle"] if idle else []),
+                    # With threads, py-spy cannot tell every wait from work; the GIL holder works.
+                    *(["--idle"] if idle else ["--gil"]),
                     "--nonblocking",  # do not pause the worker to sample it; skews less
                     "--format",
                     "raw",
