@@ -78,10 +78,13 @@ def ingest_jobs(
     handlers_for: HandlersFor,
     rules: CrossSourceRules = DEFAULT_RULES,
 ) -> list[IngestResult]:
-    """ingest_job for many deliveries at once, with the outcomes a one-by-one loop would give.
+    """ingest_job for many deliveries at once, with the outcomes of a one-by-one loop.
 
     A few set-at-a-time statements serve the whole batch. Each round holds at most one delivery
     per job, so a job's later delivery sees the rows its earlier one wrote, as it would alone.
+    The loop it matches takes the rounds in turn, each in arrival order: every job's deliveries
+    keep their order, and the deliveries of a batch arrived together, so any order among
+    different jobs is one in which they could have arrived.
     """
     results: list[IngestResult] = [IngestResult(Outcome.DUPLICATE)] * len(deliveries)
     for positions in _rounds(deliveries):
