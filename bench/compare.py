@@ -237,13 +237,12 @@ QUIET_CPU_PERCENT = 25.0
 QUIET_WAIT_SECONDS = 180.0
 
 
-def wait_for_quiet_machine() -> float:
-    """Block until the machine's CPU use over half a second is below QUIET_CPU_PERCENT; the wait."""
+def wait_for_quiet_machine() -> None:
+    """Block until the machine's CPU use over half a second is below QUIET_CPU_PERCENT."""
     started = time.monotonic()
     while time.monotonic() - started < QUIET_WAIT_SECONDS:
         if psutil.cpu_percent(interval=0.5) < QUIET_CPU_PERCENT:
-            break
-    return time.monotonic() - started
+            return
 
 
 def measure_one(database: str, receiver: Receiver, round_number: int, load: Load) -> Run:

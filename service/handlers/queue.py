@@ -147,12 +147,8 @@ def renew_leases(session: Session, run_ids: Sequence[int], worker_id: str, until
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
-def renew_lease(session: Session, run_id: int, worker_id: str, until: datetime) -> bool:
-    return renew_leases(session, [run_id], worker_id, until) > 0
-
-
 def mark_succeeded(session: Session, run_id: int, worker_id: str, now: datetime) -> bool:
-    return _finish(session, run_id, worker_id, now, RunState.SUCCEEDED, None)
+    return run_id in mark_all_succeeded(session, [run_id], worker_id, now)
 
 
 def mark_all_succeeded(
@@ -194,14 +190,16 @@ def mark_failed(
     retry_at: datetime | None,
 ) -> bool:
     """Schedule the next attempt, or go dead (keeping the error) when `retry_at` is None."""
-    if retry_at is None:
-        return _finish(session, run_id, worker_id, now, RunState.DEAD, error)
+    outcome = (
+        {"state": RunState.DEAD, "finished_at": now}
+        if retry_at is None
+        else {"state": RunState.PENDING, "due_at": retry_at}
+    )
     statement = (
         update(HandlerRun)
         .where(_held_by([run_id], worker_id))
         .values(
-            state=RunState.PENDING,
-            due_at=retry_at,
+            **outcome,
             last_error=error[:MAX_ERROR_LENGTH],
             lease_expires_at=None,
             locked_by=None,
@@ -231,29 +229,6 @@ def release(session: Session, run_id: int, worker_id: str, now: datetime) -> boo
     return released
 
 
-def _finish(
-    session: Session,
-    run_id: int,
-    worker_id: str,
-    now: datetime,
-    state: RunState,
-    error: str | None,
-) -> bool:
-    statement = (
-        update(HandlerRun)
-        .where(_held_by([run_id], worker_id))
-        .values(
-            state=state,
-            last_error=error[:MAX_ERROR_LENGTH] if error is not None else None,
-            lease_expires_at=None,
-            locked_by=None,
-            finished_at=now,
-            updated_at=now,
-        )
-    )
-    return _changed(session, statement)
-
-
 def _changed(session: Session, statement: Update) -> bool:
     return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
@@ -272,16 +247,12 @@ def job_histories(session: Session, runs: Sequence[HandlerRun]) -> JobHistories:
     return histories
 
 
-def handler_event(
-    session: Session, run: HandlerRun, histories: JobHistories | None = None
-) -> AnyHandlerEvent:
+def handler_event(session: Session, run: HandlerRun, histories: JobHistories) -> AnyHandlerEvent:
     """The typed event for a run: the stored job object (or member connection status) and the
-    state it replaced. `histories` (job_histories of a batch of runs) saves the queries."""
+    state it replaced, from `histories` (job_histories of the runs claimed with it)."""
     if run.member_event_id is not None:
         return member_handler_event(session, run)
-    history = histories.get(str(run.job_guid)) if histories is not None else None
-    if history is None:
-        history = list(session.scalars(select(JobEvent).where(JobEvent.job_guid == run.job_guid)))
+    history = histories[str(run.job_guid)]
     event = next(event for event in history if event.id == run.event_id)
     return HandlerEvent(
         run_id=run.id,
