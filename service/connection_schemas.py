@@ -16,8 +16,9 @@ from pydantic import (
     ValidationError,
 )
 
-from service.connection_statuses import CONNECTION_CODES_BY_NAME
+from service.connection_statuses import CONNECTION_CODES_BY_NAME, MAX_CONNECTION_STATUS_ID
 from service.errors import FieldProblem, ValidationFailed
+from service.member_ingest import MemberEventKind, MemberReport
 from service.schemas import (
     MAX_STATUS_CODE,
     Guid,
@@ -57,6 +58,19 @@ class ConnectionStatusCallback(BaseModel):
     def reported_at(self) -> datetime | None:
         return self.connection_status_updated_at or self.updated_at
 
+    def report(self) -> MemberReport:
+        return MemberReport(
+            kind=MemberEventKind.CONNECTION_STATUS,
+            member_guid=self.member_guid,
+            user_guid=self.user_guid,
+            institution_guid=self.institution_guid,
+            connection_status_id=self.connection_status_id,
+            connection_status=self.connection_status,
+            connection_status_message=self.connection_status_message,
+            reported_at=self.reported_at,
+            action=self.action,
+        )
+
 
 def validate_connection_status(body: Any) -> tuple[ConnectionStatusCallback, dict[str, Any]]:
     """Validate a parsed body; return the typed callback and the raw object to store verbatim."""
@@ -69,11 +83,8 @@ def validate_connection_status(body: Any) -> tuple[ConnectionStatusCallback, dic
     except ValidationError as error:
         problems = field_problems(error)
     if body.get("connection_status_id") is None and body.get("connection_status") is None:
-        problems.append(
-            FieldProblem(
-                "connection_status_id", "connection_status_id or connection_status is required"
-            )
-        )
+        message = "connection_status_id or connection_status is required"
+        problems.append(FieldProblem("connection_status_id", message))
     if problems or callback is None:
         raise ValidationFailed(problems)
     return callback, body
@@ -87,7 +98,10 @@ def connection_status_from_text(value: object) -> object:
     if isinstance(value, str) and value.strip().upper() in CONNECTION_CODES_BY_NAME:
         return CONNECTION_CODES_BY_NAME[value.strip().upper()]
     if isinstance(value, str) and not value.strip().isdigit():
-        raise ValueError("unknown connection status; use an id (0-20) or a name like CHALLENGED")
+        raise ValueError(
+            f"unknown connection status; use an id (0-{MAX_CONNECTION_STATUS_ID}) "
+            "or a name like CHALLENGED"
+        )
     return value
 
 
@@ -122,10 +136,14 @@ class MemberOut(BaseModel):
     guid: str
     user_guid: str | None
     institution_guid: str | None
+    institution_code: str | None = None
     connection_status_id: int | None
     connection_status: str | None
     connection_status_message: str | None
     end_user_actionable: bool = Field(description="MX lists this status as the end user's to fix")
+    deleted_at: UtcTimestamp | None = Field(
+        default=None, description="when a MEMBER webhook reported the member deleted"
+    )
     event_at: UtcTimestamp
     received_at: UtcTimestamp
     first_received_at: UtcTimestamp
@@ -133,6 +151,11 @@ class MemberOut(BaseModel):
 
 class MemberEventOut(BaseModel):
     id: int
+    source: str = Field(
+        description="the webhook that carried it: connection_status (CONNECTION_STATUS) or member "
+        "(MEMBER)"
+    )
+    action: str | None = Field(description="a MEMBER webhook's action, as MX sent it")
     connection_status_id: int | None
     connection_status: str | None
     connection_status_message: str | None
@@ -143,11 +166,33 @@ class MemberEventOut(BaseModel):
     )
     received_at: UtcTimestamp
     current: bool
+    callback_payload: str | None = Field(
+        description="X-CALLBACK-PAYLOAD as MX sent it with a MEMBER webhook"
+    )
     payload: dict[str, Any] | None
 
 
+class DataUpdateOut(BaseModel):
+    id: int
+    member_guid: str
+    user_guid: str | None
+    type: str = Field(description="MX's type: AGGREGATION, BALANCE, HISTORY, STATEMENT, ...")
+    action: str | None
+    completed_at: UtcTimestamp | None
+    completed_on: str | None
+    received_at: UtcTimestamp
+    payload: dict[str, Any] | None
+
+
+class DataUpdateListOut(BaseModel):
+    data_updates: list[DataUpdateOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null at the end")
+
+
 class MemberDetailOut(BaseModel):
-    member: MemberOut
+    member: MemberOut | None = Field(
+        description="null when only data-updated webhooks have named the member"
+    )
     history: list[MemberEventOut]
     jobs: list[JobOut] = Field(description="the member's jobs, newest first (first page)")
     handler_runs: list[HandlerRunOut] = Field(
@@ -156,6 +201,12 @@ class MemberDetailOut(BaseModel):
     )
     jobs_next_cursor: str | None = Field(
         description="pass as cursor to GET /members/{guid}/jobs for the next page of jobs"
+    )
+    data_updates: list[DataUpdateOut] = Field(
+        description="the member's data-updated webhooks, newest first (first page)"
+    )
+    data_updates_next_cursor: str | None = Field(
+        description="pass as cursor to GET /members/{guid}/data-updates for the next page"
     )
 
 

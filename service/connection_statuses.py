@@ -1,13 +1,17 @@
 """MX member connection statuses as data: id, name, meaning, whether the end user must act.
 
-Source: MX's published list of member connection statuses (Nexus/Platform API, "Members
-Overview" → "Member Connection Statuses",
-https://docs.mx.com/api-reference/nexus/reference/01-members-overview) and the CONNECTION_STATUS
-webhook page (https://docs.mx.com/resources/webhooks/connection-status), which names the
-end-user-actionable statuses that trigger the webhook: CHALLENGED, DENIED, EXPIRED, IMPAIRED,
+Ids as MX's own code numbers them: the Connect widget's table (`mxenabled/connect-widget`,
+`src/const/Statuses.js`, `ConnectionStatusMap`), which a second MX repository repeats. Meanings
+from MX's "Member Connection Statuses" list (Nexus/Platform API, "Members Overview"); the
+CONNECTION_STATUS webhook page (https://docs.mx.com/resources/webhooks/connection-status) names
+the eight end-user-actionable statuses it is sent for: CHALLENGED, DENIED, EXPIRED, IMPAIRED,
 IMPEDED, LOCKED, PREVENTED, REJECTED. The numbering differs from job statuses (job CHALLENGED is
 2, connection CHALLENGED is 3). A member without credentials has a null status; ids MX adds later
 are stored as sent and trigger nothing.
+
+What MX sent is stored as sent; this table only fills in the half MX left out and decides
+handlers. When MX sends an id and a name that this table pairs differently, the name wins (it is
+what MX's webhook pages document) and the disagreement is logged and counted.
 """
 
 from __future__ import annotations
@@ -28,18 +32,20 @@ class ConnectionStatus:
     outage_signal: bool = False
 
 
+def _actionable(code: int, name: str, meaning: str, **extra: bool) -> ConnectionStatus:
+    return ConnectionStatus(code, name, meaning, True, USER_ACTION, **extra)
+
+
 CONNECTION_STATUSES: dict[int, ConnectionStatus] = {
     status.code: status
     for status in (
         ConnectionStatus(0, "CREATED", "new member, not aggregated yet"),
-        ConnectionStatus(
+        _actionable(
             1,
             "PREVENTED",
             "three failed logins in a row; MX locked it until credentials are re-entered",
-            True,
-            USER_ACTION,
         ),
-        ConnectionStatus(2, "DENIED", "the credentials are invalid", True, USER_ACTION),
+        _actionable(2, "DENIED", "the credentials are invalid"),
         ConnectionStatus(
             3,
             "CHALLENGED",
@@ -47,79 +53,84 @@ CONNECTION_STATUSES: dict[int, ConnectionStatus] = {
             True,
             ("mfa_prompt",),
         ),
-        ConnectionStatus(
-            4, "REJECTED", "an MFA challenge was answered incorrectly", True, USER_ACTION
-        ),
-        ConnectionStatus(
-            5,
-            "LOCKED",
-            "the institution blocks authentication; the end user must contact it",
-            True,
-            USER_ACTION,
+        _actionable(4, "REJECTED", "an MFA challenge was answered incorrectly"),
+        _actionable(
+            5, "LOCKED", "the institution blocks authentication; the end user must contact it"
         ),
         ConnectionStatus(6, "CONNECTED", "authenticated; data is aggregating"),
+        _actionable(
+            7, "IMPEDED", "the end user's attention is required at the institution's website"
+        ),
+        # The Connect widget groups it with CREATED, UPDATED and RESUMED as "processing".
+        ConnectionStatus(8, "RECONNECTED", "a reconnection is being processed"),
         ConnectionStatus(
-            7,
+            9,
             "DEGRADED",
             "aggregation failed several times recently, often institution trouble",
             outage_signal=True,
         ),
-        ConnectionStatus(8, "DISCONNECTED", "aggregation has kept failing for a long time"),
-        ConnectionStatus(9, "DISCONTINUED", "the connection to this institution is discontinued"),
-        ConnectionStatus(10, "CLOSED", "the member was marked closed"),
-        ConnectionStatus(11, "DELAYED", "aggregation is taking longer than usual"),
-        ConnectionStatus(12, "FAILED", "aggregation failed without connecting"),
-        ConnectionStatus(13, "UPDATED", "credentials were updated; no connection attempt yet"),
-        ConnectionStatus(14, "DISABLED", "aggregation is paused for this institution"),
-        ConnectionStatus(15, "IMPORTED", "imported member; MX has no credentials for it"),
-        ConnectionStatus(16, "RESUMED", "an MFA answer was received and is being checked"),
-        ConnectionStatus(
-            17, "EXPIRED", "the MFA challenge was not answered in time", True, USER_ACTION
-        ),
+        ConnectionStatus(10, "DISCONNECTED", "aggregation has kept failing for a long time"),
+        ConnectionStatus(11, "DISCONTINUED", "the connection to this institution is discontinued"),
+        ConnectionStatus(12, "CLOSED", "the member was marked closed"),
+        ConnectionStatus(13, "DELAYED", "aggregation is taking longer than usual"),
+        ConnectionStatus(14, "FAILED", "aggregation failed without connecting"),
+        ConnectionStatus(15, "UPDATED", "credentials were updated; no connection attempt yet"),
+        ConnectionStatus(16, "DISABLED", "aggregation is paused for this institution"),
+        ConnectionStatus(17, "IMPORTED", "imported member; MX has no credentials for it"),
+        ConnectionStatus(18, "RESUMED", "an MFA answer was received and is being checked"),
+        _actionable(19, "EXPIRED", "the MFA challenge was not answered in time"),
         # One member missing credentials is the user's to fix; many members of one institution
         # at once usually means the institution changed its login form.
-        ConnectionStatus(
-            18,
+        _actionable(
+            20,
             "IMPAIRED",
             "credentials are missing; the end user must provide them",
-            True,
-            USER_ACTION,
             outage_signal=True,
         ),
-        ConnectionStatus(19, "PENDING", "waiting for the end user to finish connecting"),
-        ConnectionStatus(
-            20,
-            "IMPEDED",
-            "the end user's attention is required at the institution's website",
-            True,
-            USER_ACTION,
-        ),
+        ConnectionStatus(21, "PENDING", "waiting for the end user to finish connecting"),
     )
 }
 
+MAX_CONNECTION_STATUS_ID = max(CONNECTION_STATUSES)
 CONNECTION_CODES_BY_NAME: dict[str, int] = {s.name: s.code for s in CONNECTION_STATUSES.values()}
-OUTAGE_SIGNAL_CODES: tuple[int, ...] = tuple(
-    code for code, status in CONNECTION_STATUSES.items() if status.outage_signal
+OUTAGE_SIGNAL_NAMES: tuple[str, ...] = tuple(
+    status.name for status in CONNECTION_STATUSES.values() if status.outage_signal
 )
-CHALLENGED_CODE = CONNECTION_CODES_BY_NAME["CHALLENGED"]
+CHALLENGED_NAME = "CHALLENGED"
+
+
+def _by_name(name: str | None) -> ConnectionStatus | None:
+    if name is None:
+        return None
+    code = CONNECTION_CODES_BY_NAME.get(name.strip().upper())
+    return None if code is None else CONNECTION_STATUSES[code]
 
 
 def connection_status(code: int | None, name: str | None) -> ConnectionStatus | None:
-    """Look a status up by id, or by name when MX sent only the name."""
-    if code is not None:
-        return CONNECTION_STATUSES.get(code)
-    if name is not None and name.upper() in CONNECTION_CODES_BY_NAME:
-        return CONNECTION_STATUSES[CONNECTION_CODES_BY_NAME[name.upper()]]
-    return None
+    """The status MX meant: by name when it sent a name this table knows (MX's webhook pages
+    document names), else by id."""
+    by_name = _by_name(name)
+    if by_name is not None:
+        return by_name
+    if name is not None and name.strip():
+        # A name we do not know (one MX added later) is not overridden by a reused id.
+        return None
+    return CONNECTION_STATUSES.get(code) if code is not None else None
+
+
+def disagrees_with_table(code: int | None, name: str | None) -> bool:
+    """MX sent both an id and a known name, and this table pairs that id with another name."""
+    by_name = _by_name(name)
+    return code is not None and by_name is not None and by_name.code != code
 
 
 def resolved_status(code: int | None, name: str | None) -> tuple[int | None, str | None]:
-    """(id, name) as stored: our name for a known id, the id for a known name sent alone, and
-    for a status MX added after us, whatever it sent."""
+    """(id, name) as stored: each exactly as MX sent it; a half MX left out is filled in from
+    this table when the other half is known to it."""
     known = connection_status(code, name)
     if known is None:
         return code, name
-    return known.code, known.name
+    return (code if code is not None else known.code, name if name is not None else known.name)
 
 
 def connection_handlers(code: int | None, name: str | None) -> tuple[str, ...]:
@@ -127,8 +138,9 @@ def connection_handlers(code: int | None, name: str | None) -> tuple[str, ...]:
     return known.handlers if known else ()
 
 
-def is_outage_signal(code: int | None) -> bool:
-    return code in OUTAGE_SIGNAL_CODES
+def is_outage_signal(code: int | None, name: str | None) -> bool:
+    known = connection_status(code, name)
+    return known is not None and known.outage_signal
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""Where job callbacks and connection-status events meet: the member's institution (which the
-CONNECTION_STATUS body does not name), one user prompt per window across both sources, and the
-institution-outage signal that only the two together can see."""
+"""Where job callbacks and member webhooks (CONNECTION_STATUS, MEMBER) meet: the member's
+institution (which the CONNECTION_STATUS body does not name), one user prompt per window across
+every source, and the institution-outage signal that only their sum can see."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.connection_statuses import OUTAGE_SIGNAL_CODES
+from service.connection_statuses import OUTAGE_SIGNAL_NAMES
 from service.db import BulkWrite, insert_for, insert_for_dialect
 from service.models import InstitutionAlert, Member, MemberPrompt
 from service.statuses import STATUS_CODES_BY_NAME
@@ -78,6 +78,7 @@ _END_PROMPTS = BulkWrite(
 class PromptSource(StrEnum):
     JOB = "job"
     CONNECTION_STATUS = "connection-status"
+    MEMBER = "member"
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def _claim_prompts(
 ) -> list[bool]:
     """Record each prompt unless the other source recorded one within the window.
 
-    Only the other source holds a prompt back: each source's own repeats are dropped at ingest,
+    Only another source holds a prompt back: each source's own repeats are dropped at ingest,
     so a second job CHALLENGED (a new job, a second MFA step) is a new challenge, as before
     connection statuses existed. One conditional upsert per claim, not a read-then-write: of a
     job CHALLENGED and a connection-status CHALLENGED committing at once, exactly one gets the
@@ -181,10 +182,14 @@ def end_prompts(session: Session, member_guids: Iterable[str]) -> None:
 
 
 def members_in_outage(session: Session, institution_guid: str, since: datetime) -> int:
-    """Members of the institution whose current status is an outage signal reached since then."""
+    """Members of the institution whose current status is an outage signal reached since then.
+
+    By name: where MX's id and name disagree, the name is what we trust (connection_statuses).
+    """
     statement = select(func.count()).where(
         Member.institution_guid == institution_guid,
-        Member.connection_status_id.in_(OUTAGE_SIGNAL_CODES),
+        Member.connection_status.in_(OUTAGE_SIGNAL_NAMES),
+        Member.deleted_at.is_(None),
         Member.event_at >= since,
     )
     return int(session.execute(statement).scalar_one())

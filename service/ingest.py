@@ -291,6 +291,7 @@ RUN_COLUMNS = (
     "event_id",
     "job_guid",
     "member_event_id",
+    "data_update_id",
     "member_guid",
     "context",
     "handler",
@@ -353,11 +354,13 @@ def _advance_current_states(
 
 @dataclass(frozen=True)
 class RunOwner:
-    """The event a run is owed to: a job event (event_id) or a member event (member_event_id)."""
+    """What a run is owed to: a job event (event_id), a member event (member_event_id) or a data
+    update (data_update_id)."""
 
     event_id: int | None = None
     job_guid: str | None = None
     member_event_id: int | None = None
+    data_update_id: int | None = None
     member_guid: str | None = None
     context: dict[str, Any] | None = None
 
@@ -400,6 +403,7 @@ def queue_many(session: Session, owed: Sequence[OwedRuns]) -> list[list[int]]:
             "event_id": runs.owner.event_id,
             "job_guid": runs.owner.job_guid,
             "member_event_id": runs.owner.member_event_id,
+            "data_update_id": runs.owner.data_update_id,
             "member_guid": runs.owner.member_guid,
             "context": runs.owner.context,
             "handler": handler,

@@ -8,10 +8,10 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, Select, literal, select, tuple_
 from sqlalchemy.orm import Session
 
-from service.connection_schemas import MemberEventOut, MemberFilters, MemberOut
+from service.connection_schemas import DataUpdateOut, MemberEventOut, MemberFilters, MemberOut
 from service.connection_statuses import connection_status
 from service.db import UTCDateTime
-from service.models import HandlerRun, Member, MemberEvent
+from service.models import HandlerRun, Member, MemberDataUpdate, MemberEvent
 from service.pagination import Position, page_of
 from service.schemas import HandlerRunOut
 
@@ -22,10 +22,12 @@ def member_out(member: Member) -> MemberOut:
         guid=member.guid,
         user_guid=member.user_guid,
         institution_guid=member.institution_guid,
+        institution_code=member.institution_code,
         connection_status_id=member.connection_status_id,
         connection_status=member.connection_status,
         connection_status_message=member.connection_status_message,
         end_user_actionable=known.end_user_actionable if known else False,
+        deleted_at=member.deleted_at,
         event_at=member.event_at,
         received_at=member.received_at,
         first_received_at=member.first_received_at,
@@ -35,6 +37,8 @@ def member_out(member: Member) -> MemberOut:
 def member_event_out(event: MemberEvent, current_event_id: int) -> MemberEventOut:
     return MemberEventOut(
         id=event.id,
+        source=event.kind,
+        action=event.action,
         connection_status_id=event.connection_status_id,
         connection_status=event.connection_status,
         connection_status_message=event.connection_status_message,
@@ -42,6 +46,7 @@ def member_event_out(event: MemberEvent, current_event_id: int) -> MemberEventOu
         event_at_source=event.event_at_source,
         received_at=event.received_at,
         current=event.id == current_event_id,
+        callback_payload=event.callback_payload,
         payload=event.payload,
     )
 
@@ -77,6 +82,43 @@ def member_handler_runs(session: Session, guid: str) -> list[HandlerRunOut]:
     )
     runs = sorted(session.scalars(latest), key=lambda run: run.id)
     return [HandlerRunOut.model_validate(run, from_attributes=True) for run in runs]
+
+
+def data_update_out(update: MemberDataUpdate) -> DataUpdateOut:
+    return DataUpdateOut(
+        id=update.id,
+        member_guid=update.member_guid,
+        user_guid=update.user_guid,
+        type=update.data_type,
+        action=update.action,
+        completed_at=update.completed_at,
+        completed_on=update.completed_on,
+        received_at=update.received_at,
+        payload=update.payload,
+    )
+
+
+def list_data_updates(
+    session: Session, member_guid: str, after: Position | None, limit: int
+) -> tuple[list[MemberDataUpdate], Position | None]:
+    """One page of a member's data updates, newest first by (event_at, id), both descending."""
+    conditions = [MemberDataUpdate.member_guid == member_guid]
+    if after is not None:
+        after_key = (literal(after.at, UTCDateTime()), literal(int(after.key)))
+        conditions.append(
+            tuple_(MemberDataUpdate.event_at, MemberDataUpdate.id) < tuple_(*after_key)
+        )
+    statement = (
+        select(MemberDataUpdate)
+        .where(*conditions)
+        .order_by(MemberDataUpdate.event_at.desc(), MemberDataUpdate.id.desc())
+        .limit(limit + 1)
+    )
+    return page_of(
+        list(session.scalars(statement)),
+        limit,
+        lambda update: Position(update.event_at, update.id),
+    )
 
 
 def member_position(member: Member) -> Position:

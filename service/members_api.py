@@ -1,4 +1,5 @@
-"""Blueprint for members: current connection status, its history, and the member's jobs."""
+"""Blueprint for members: current connection status, its history, the member's jobs and its
+data updates."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from flask import Blueprint, Response, request
 
 from service.api_access import cursor_for, position_from, reading, require_bearer_token
 from service.connection_schemas import (
+    DataUpdateListOut,
     MemberDetailOut,
     MemberFilters,
     MemberListOut,
@@ -13,6 +15,8 @@ from service.connection_schemas import (
 )
 from service.errors import NotFound
 from service.member_queries import (
+    data_update_out,
+    list_data_updates,
     list_members,
     member_handler_runs,
     member_out,
@@ -24,7 +28,7 @@ from service.pagination import (
 from service.queries import job_out, list_jobs
 from service.query_params import parse_query
 from service.responses import json_response
-from service.schemas import DEFAULT_PAGE_SIZE, JobFilters
+from service.schemas import DEFAULT_PAGE_SIZE, JobFilters, PageQuery
 
 bp = Blueprint("members", __name__)
 
@@ -32,6 +36,7 @@ MEMBERS_LISTING = "members"
 # The scope GET /members/<guid>/jobs signs its cursors with, so the first page of jobs served
 # here continues there.
 JOBS_LISTING = "jobs"
+DATA_UPDATES_LISTING = "data-updates"
 
 
 bp.before_request(require_bearer_token)
@@ -43,12 +48,14 @@ def get_member(member_guid: str) -> Response:
     jobs_scope = cursor_scope(JOBS_LISTING, jobs_filters.model_dump(mode="json"))
     with reading() as session:
         found = member_with_history(session, member_guid)
-        if found is None:
+        updates, next_update = list_data_updates(session, member_guid, None, DEFAULT_PAGE_SIZE)
+        if found is None and not updates:
             raise NotFound(f"no member with guid {member_guid[:255]!r}")
         jobs, next_jobs = list_jobs(session, jobs_filters, None, DEFAULT_PAGE_SIZE)
         page = [job_out(job) for job in jobs]
         runs = member_handler_runs(session, member_guid)
-    member, history = found
+        update_page = [data_update_out(update) for update in updates]
+    member, history = found if found is not None else (None, [])
     return json_response(
         MemberDetailOut(
             member=member,
@@ -56,8 +63,27 @@ def get_member(member_guid: str) -> Response:
             jobs=page,
             jobs_next_cursor=cursor_for(next_jobs, jobs_scope),
             handler_runs=runs,
+            data_updates=update_page,
+            data_updates_next_cursor=cursor_for(next_update, _data_updates_scope(member_guid)),
         )
     )
+
+
+@bp.get("/members/<member_guid>/data-updates")
+def get_member_data_updates(member_guid: str) -> Response:
+    query = parse_query(PageQuery, request.args)
+    scope = _data_updates_scope(member_guid)
+    after = position_from(query.cursor, scope)
+    with reading() as session:
+        updates, next_position = list_data_updates(session, member_guid, after, query.limit)
+        page = [data_update_out(update) for update in updates]
+    return json_response(
+        DataUpdateListOut(data_updates=page, next_cursor=cursor_for(next_position, scope))
+    )
+
+
+def _data_updates_scope(member_guid: str) -> str:
+    return cursor_scope(DATA_UPDATES_LISTING, {"member_guid": member_guid[:255]})
 
 
 @bp.get("/members")

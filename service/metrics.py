@@ -42,6 +42,12 @@ REQUEST_DURATION = Histogram(
     ["route", "method", "status"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+STATUS_TABLE_DISAGREEMENTS = Counter(
+    "jobhooks_connection_status_table_disagreements_total",
+    "Connection statuses whose id and name, as MX sent them, our status table pairs differently "
+    "(the name is trusted); anything above zero means the table is out of date.",
+    ["connection_status_id", "trusted_name"],
+)
 HANDLER_LAG = Histogram(
     "jobhooks_handler_lag_seconds",
     "Time from a handler run becoming due to a worker starting it.",
@@ -57,6 +63,13 @@ HANDLER_RUNS_FINISHED = Counter(
 
 def record_webhook(endpoint: str, outcome: str, reason: str = "") -> None:
     WEBHOOKS_RECEIVED.labels(endpoint=endpoint, outcome=outcome, reason=reason).inc()
+
+
+def record_status_table_disagreement(sent_id: int | None, trusted_name: str) -> None:
+    # Labels stay few: ids are MX's small integers and names come from our own table.
+    STATUS_TABLE_DISAGREEMENTS.labels(
+        connection_status_id=str(sent_id), trusted_name=trusted_name
+    ).inc()
 
 
 class DatabaseCollector(Collector):

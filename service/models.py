@@ -24,7 +24,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from service.db import BigId, JsonDocument, UTCDateTime
 
 GUID_LENGTH = 255
-ONE_EVENT = "(event_id IS NULL) <> (member_event_id IS NULL)"
+# A run is owed to exactly one of: a job event, a member event, a member data update.
+ONE_OWNER = (
+    "(CASE WHEN event_id IS NULL THEN 0 ELSE 1 END)"
+    " + (CASE WHEN member_event_id IS NULL THEN 0 ELSE 1 END)"
+    " + (CASE WHEN data_update_id IS NULL THEN 0 ELSE 1 END) = 1"
+)
 # None is stored as SQL NULL, not as the JSON document null.
 NullableJsonDocument = JSON(none_as_null=True).with_variant(
     postgresql.JSONB(none_as_null=True), "postgresql"
@@ -89,15 +94,16 @@ class Job(Base):
 
 
 class HandlerRun(Base):
-    """A handler owed to an event, a job's or a member's: written with the event, claimed and
-    run by a worker."""
+    """A handler owed to an event (a job's, a member's, or a member's data update): written with
+    the event, claimed and run by a worker."""
 
     __tablename__ = "handler_runs"
     __table_args__ = (
         UniqueConstraint("event_id", "handler", name="uq_handler_runs_event_handler"),
         UniqueConstraint("member_event_id", "handler", name="uq_handler_runs_member_event_handler"),
+        UniqueConstraint("data_update_id", "handler", name="uq_handler_runs_data_update_handler"),
         UniqueConstraint("idempotency_key", name="uq_handler_runs_idempotency_key"),
-        CheckConstraint(ONE_EVENT, name="ck_handler_runs_one_event"),
+        CheckConstraint(ONE_OWNER, name="ck_handler_runs_one_owner"),
         Index("ix_handler_runs_state_due_at", "state", "due_at"),
         # The worker's claims, each an index range scan in its own order (migration 0005).
         Index(
@@ -118,9 +124,11 @@ class HandlerRun(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    # Exactly one of event_id (a job event) and member_event_id (a connection-status event).
+    # Exactly one of event_id (a job event), member_event_id (a CONNECTION_STATUS or MEMBER
+    # event) and data_update_id (a data-updated webhook).
     event_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("job_events.id"))
     member_event_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("member_events.id"))
+    data_update_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("member_data_updates.id"))
     job_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
     # Set for member events and for job events of a job that names its member.
     member_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
@@ -170,7 +178,7 @@ class AuthFailure(Base):
 
 
 class MemberEvent(Base):
-    """One CONNECTION_STATUS delivery as MX sent it; the raw body is kept verbatim."""
+    """One CONNECTION_STATUS or MEMBER delivery as MX sent it; the raw body is kept verbatim."""
 
     __tablename__ = "member_events"
     __table_args__ = (
@@ -181,10 +189,17 @@ class MemberEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     member_guid: Mapped[str] = mapped_column(String(GUID_LENGTH))
+    # Which MX webhook carried it: connection_status or member (member_ingest.MemberEventKind).
+    kind: Mapped[str] = mapped_column(String(32), server_default="connection_status")
+    # A MEMBER webhook's action as sent (created, updated, deleted).
+    action: Mapped[str | None] = mapped_column(String(64))
     user_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    # The id and name exactly as MX sent them; only a half MX left out is filled from our table.
     connection_status_id: Mapped[int | None] = mapped_column(Integer)
     connection_status: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
     connection_status_message: Mapped[str | None] = mapped_column(Text)
+    # X-CALLBACK-PAYLOAD: what the partner attached to the Create/Update Member request.
+    callback_payload: Mapped[str | None] = mapped_column(Text)
     # The body carries no time; see member_ingest.event_time for where this one came from.
     event_at: Mapped[datetime] = mapped_column(UTCDateTime)
     event_at_source: Mapped[str] = mapped_column(String(16))
@@ -212,8 +227,11 @@ class Member(Base):
 
     guid: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
     user_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
-    # Not in the CONNECTION_STATUS body: learned from the member's job callbacks.
+    # Not in the CONNECTION_STATUS body: named by MEMBER webhooks and by the member's jobs.
     institution_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    institution_code: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    # Set by a MEMBER webhook whose action is a deletion; the history stays.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     connection_status_id: Mapped[int | None] = mapped_column(Integer)
     connection_status: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
     connection_status_message: Mapped[str | None] = mapped_column(Text)
@@ -243,3 +261,30 @@ class InstitutionAlert(Base):
     institution_guid: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
     last_alerted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     member_count: Mapped[int] = mapped_column(Integer)
+
+
+class MemberDataUpdate(Base):
+    """One data-updated webhook (AGGREGATION, BALANCE, HISTORY, STATEMENT, VERIFICATION, ...)."""
+
+    __tablename__ = "member_data_updates"
+    __table_args__ = (
+        UniqueConstraint("dedup_key", name="uq_member_data_updates_dedup_key"),
+        UniqueConstraint("delivery_id", name="uq_member_data_updates_delivery_id"),
+        Index("ix_member_data_updates_member_guid_event_at_id", "member_guid", "event_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_guid: Mapped[str] = mapped_column(String(GUID_LENGTH))
+    user_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    # MX's `type` as sent; MX says more types may come.
+    data_type: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str | None] = mapped_column(String(64))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_on: Mapped[str | None] = mapped_column(String(32))
+    # completed_at, or our clock when MX left it out: the order the member page lists them in.
+    event_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # sha256 of (type, member, completed_at): MX resends the same body on retry.
+    dedup_key: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)

@@ -12,14 +12,17 @@ from sqlalchemy.orm import Session
 from service.connection_schemas import validate_connection_status
 from service.connection_statuses import connection_handlers
 from service.cross_source import CrossSourceRules
+from service.data_updates import DataUpdateDelivery, ingest_data_update
 from service.errors import RejectedBody
 from service.ingest import DEFAULT_RULES, HandlersFor, IngestResult, JobDelivery, ingest_job
-from service.member_ingest import ConnectionDelivery, ingest_connection_status
+from service.member_ingest import MemberDelivery, ingest_member_event
+from service.member_schemas import validate_data_update, validate_member
 from service.models import RejectedDelivery
 from service.payload import parse_json
 from service.schemas import validate_job
+from service.webhook_kinds import ANY_KIND_ENDPOINT, WebhookKind, webhook_kind
 
-REPLAYABLE_ENDPOINTS = ("jobs", "connection-status")
+REPLAYABLE_ENDPOINTS = frozenset({*WebhookKind, ANY_KIND_ENDPOINT})
 
 
 class ReplayRefused(Exception):
@@ -64,14 +67,7 @@ def replay(
     now = datetime.now(UTC)
     try:
         document = parse_json(body)
-        if rejected.endpoint == "connection-status":
-            # The body has no time of its own: it happened when MX sent it, not now, so a
-            # newer status that arrived meanwhile stays current.
-            result = _replay_connection_status(
-                session, document, rejected.received_at, rejected.delivery_id, rules
-            )
-        else:
-            result = _replay_job(session, document, now, rejected.delivery_id, handlers_for, rules)
+        result = _ingest(session, rejected, document, now, handlers_for, rules)
     except RejectedBody as error:
         problems = "; ".join(f"{p.field or 'body'}: {p.message}" for p in error.details)
         raise ReplayRefused(
@@ -81,28 +77,34 @@ def replay(
     return ReplayOutcome(rejected_id, result)
 
 
-def _replay_job(
+def _ingest(
     session: Session,
+    rejected: RejectedDelivery,
     document: Any,
     now: datetime,
-    delivery_id: str | None,
     handlers_for: HandlersFor,
     rules: CrossSourceRules,
 ) -> IngestResult:
-    job, raw = validate_job(document)
-    delivery = JobDelivery(job=job, raw=raw, received_at=now, delivery_id=delivery_id)
-    return ingest_job(session, delivery, handlers_for, rules)
-
-
-def _replay_connection_status(
-    session: Session,
-    document: Any,
-    received_at: datetime,
-    delivery_id: str | None,
-    rules: CrossSourceRules,
-) -> IngestResult:
-    callback, raw = validate_connection_status(document)
-    delivery = ConnectionDelivery(
-        callback=callback, raw=raw, received_at=received_at, delivery_id=delivery_id
+    """As the endpoint it was sent to would have. Member bodies have no time of their own: they
+    happened when MX sent them, not now, so a newer status that arrived meanwhile stays current."""
+    endpoint = rejected.endpoint
+    kind = webhook_kind(document) if endpoint == ANY_KIND_ENDPOINT else WebhookKind(endpoint)
+    delivery_id = rejected.delivery_id
+    if kind is WebhookKind.JOBS:
+        job, raw = validate_job(document)
+        delivery = JobDelivery(job=job, raw=raw, received_at=now, delivery_id=delivery_id)
+        return ingest_job(session, delivery, handlers_for, rules)
+    if kind is WebhookKind.DATA_UPDATES:
+        update, raw = validate_data_update(document)
+        return ingest_data_update(
+            session, DataUpdateDelivery(update, raw, rejected.received_at, delivery_id)
+        )
+    if kind is WebhookKind.CONNECTION_STATUS:
+        callback, raw = validate_connection_status(document)
+        report = callback.report()
+    else:
+        report, raw = validate_member(document)
+    member_delivery = MemberDelivery(
+        report=report, raw=raw, received_at=rejected.received_at, delivery_id=delivery_id
     )
-    return ingest_connection_status(session, delivery, connection_handlers, rules)
+    return ingest_member_event(session, member_delivery, connection_handlers, rules)

@@ -143,10 +143,12 @@ class EventOut(BaseModel):
 
 class HandlerRunOut(BaseModel):
     id: int
-    # A run is owed to a job event (event_id, job_guid) or a member event (member_event_id).
+    # A run is owed to a job event (event_id, job_guid), a member event (member_event_id) or a
+    # data update (data_update_id).
     event_id: int | None
     job_guid: str | None
     member_event_id: int | None = None
+    data_update_id: int | None = None
     member_guid: str | None = None
     handler: str
     state: str

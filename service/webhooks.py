@@ -20,6 +20,7 @@ from service.auth import (
 from service.config import Settings
 from service.connection_schemas import validate_connection_status
 from service.context import current_state
+from service.data_updates import DataUpdateDelivery, ingest_data_update
 from service.db import run_in_transaction
 from service.errors import (
     ApiError,
@@ -32,12 +33,14 @@ from service.errors import (
 )
 from service.ingest import IngestResult, JobDelivery, Rejection, quarantine
 from service.logs import log
-from service.member_ingest import ConnectionDelivery, ingest_connection_status
+from service.member_ingest import MemberDelivery, MemberReport, ingest_member_event
+from service.member_schemas import validate_data_update, validate_member
 from service.metrics import record_webhook
 from service.models import GUID_LENGTH
 from service.oauth import signing_key, token_is_valid
 from service.payload import is_json_content_type, parse_json, read_limited
 from service.schemas import validate_job
+from service.webhook_kinds import ANY_KIND_ENDPOINT, WebhookKind, webhook_kind
 
 bp = Blueprint("webhooks", __name__)
 logger = logging.getLogger("jobhooks.webhooks")
@@ -49,6 +52,8 @@ class Arrival:
     received_at: datetime
     # webhook-timestamp, only when a Standard Webhooks signature over it was verified.
     signed_at: datetime | None = None
+    # X-CALLBACK-PAYLOAD: MX repeats what the partner set on the Create/Update Member request.
+    callback_payload: str | None = None
 
 
 # Validates a parsed body and commits it; returns only once its rows are committed.
@@ -57,12 +62,28 @@ Accept = Callable[[Any, Arrival], IngestResult]
 
 @bp.post("/webhooks/mx/jobs")
 def receive_job() -> Response:
-    return _receive("jobs", _accept_job)
+    return _receive(WebhookKind.JOBS, _accept_job)
 
 
 @bp.post("/webhooks/mx/connection-status")
 def receive_connection_status() -> Response:
-    return _receive("connection-status", _accept_connection_status)
+    return _receive(WebhookKind.CONNECTION_STATUS, _accept_connection_status)
+
+
+@bp.post("/webhooks/mx/members")
+def receive_member() -> Response:
+    return _receive(WebhookKind.MEMBERS, _accept_member)
+
+
+@bp.post("/webhooks/mx/data-updates")
+def receive_data_update() -> Response:
+    return _receive(WebhookKind.DATA_UPDATES, _accept_data_update)
+
+
+@bp.post("/webhooks/mx")
+def receive_any() -> Response:
+    """For those who register one URL for every MX webhook: routed by the body's shape."""
+    return _receive(ANY_KIND_ENDPOINT, _accept_any)
 
 
 def _accept_job(document: Any, arrival: Arrival) -> IngestResult:
@@ -87,31 +108,74 @@ def _accept_job(document: Any, arrival: Arrival) -> IngestResult:
 
 def _accept_connection_status(document: Any, arrival: Arrival) -> IngestResult:
     callback, raw = validate_connection_status(document)
-    delivery = ConnectionDelivery(
-        callback=callback,
+    return _accept_member_report(callback.report(), raw, arrival)
+
+
+def _accept_member(document: Any, arrival: Arrival) -> IngestResult:
+    report, raw = validate_member(document)
+    return _accept_member_report(report, raw, arrival)
+
+
+def _accept_member_report(report: MemberReport, raw: Any, arrival: Arrival) -> IngestResult:
+    delivery = MemberDelivery(
+        report=report,
         raw=raw,
         received_at=arrival.received_at,
         delivery_id=arrival.delivery_id,
         signed_at=arrival.signed_at,
+        callback_payload=arrival.callback_payload,
     )
     state = current_state()
     result = run_in_transaction(
         state.sessions,
-        lambda session: ingest_connection_status(
+        lambda session: ingest_member_event(
             session, delivery, state.connection_handlers_for, state.cross_source_rules
         ),
     )
     log(
         logger,
-        "connection status callback",
-        member_guid=callback.member_guid,
-        connection_status_id=callback.connection_status_id,
-        connection_status=callback.connection_status,
+        f"{report.kind.value} callback",
+        member_guid=report.member_guid,
+        connection_status_id=report.connection_status_id,
+        connection_status=report.connection_status,
+        action=report.action,
         outcome=result.outcome.value,
         event_id=result.event_id,
         handler_runs=len(result.handler_run_ids),
     )
     return result
+
+
+def _accept_data_update(document: Any, arrival: Arrival) -> IngestResult:
+    update, raw = validate_data_update(document)
+    delivery = DataUpdateDelivery(
+        update=update, raw=raw, received_at=arrival.received_at, delivery_id=arrival.delivery_id
+    )
+    result = run_in_transaction(
+        current_state().sessions, lambda session: ingest_data_update(session, delivery)
+    )
+    log(
+        logger,
+        "data updated callback",
+        member_guid=update.member_guid,
+        data_type=update.type,
+        outcome=result.outcome.value,
+        data_update_id=result.event_id,
+        handler_runs=len(result.handler_run_ids),
+    )
+    return result
+
+
+ACCEPT_BY_KIND: dict[WebhookKind, Accept] = {
+    WebhookKind.JOBS: _accept_job,
+    WebhookKind.CONNECTION_STATUS: _accept_connection_status,
+    WebhookKind.MEMBERS: _accept_member,
+    WebhookKind.DATA_UPDATES: _accept_data_update,
+}
+
+
+def _accept_any(document: Any, arrival: Arrival) -> IngestResult:
+    return ACCEPT_BY_KIND[webhook_kind(document)](document, arrival)
 
 
 def _receive(endpoint: str, accept: Accept) -> Response:
@@ -123,9 +187,10 @@ def _receive(endpoint: str, accept: Accept) -> Response:
         record_webhook(endpoint, "unauthorized")
         raise
     delivery_id = request.headers.get("webhook-id") or None
+    callback_payload = _storable_text(request.headers.get("X-CALLBACK-PAYLOAD"))
     try:
         document = _checked_document(body, too_large, delivery_id, state.settings)
-        result = accept(document, Arrival(delivery_id, received_at, signed_at))
+        result = accept(document, Arrival(delivery_id, received_at, signed_at, callback_payload))
     except RejectedBody as rejection:
         _quarantine(endpoint, rejection, body, too_large, delivery_id, received_at)
         record_webhook(endpoint, "rejected", rejection.code)
@@ -235,6 +300,12 @@ def _quarantine(
 
 def _storable_header(value: str | None) -> str | None:
     """A header as the quarantine can keep it: PostgreSQL text refuses NUL, the column holds 255."""
+    text = _storable_text(value)
+    return text[:GUID_LENGTH] if text else None
+
+
+def _storable_text(value: str | None) -> str | None:
+    """A header as a text column can keep it: PostgreSQL text refuses NUL."""
     if not value:
         return None
-    return value.replace("\x00", "\\u0000")[:GUID_LENGTH]
+    return value.replace("\x00", "\\u0000")

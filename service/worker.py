@@ -232,7 +232,13 @@ def _load_event(
     try:
         return handler_event(session, run, histories)
     except ValidationError as error:
-        schema = "job" if run.member_event_id is None else "connection-status"
+        schema = (
+            "connection-status"
+            if run.member_event_id is not None
+            else "data-update"
+            if run.data_update_id is not None
+            else "job"
+        )
         return f"stored event no longer matches the {schema} schema: {error.error_count()} errors"
 
 

@@ -29,7 +29,7 @@ from service.cross_source import CrossSourceRules
 from service.db import make_session_factory, transaction
 from service.handlers.registry import handler_plan
 from service.ingest import IngestResult, JobDelivery, ingest_job
-from service.member_ingest import ConnectionDelivery, ingest_connection_status
+from service.member_ingest import MemberDelivery, ingest_member_event
 from service.models import HandlerRun, InstitutionAlert, MemberEvent
 from service.schemas import validate_job
 from service.worker import Worker
@@ -54,9 +54,9 @@ class Feed:
         self, at: datetime, rules: CrossSourceRules = RULES, **overrides: Any
     ) -> IngestResult:
         callback, raw = validate_connection_status(status_body(**overrides))
-        delivery = ConnectionDelivery(callback=callback, raw=raw, received_at=at)
+        delivery = MemberDelivery(report=callback.report(), raw=raw, received_at=at)
         with transaction(self.sessions) as session:
-            return ingest_connection_status(session, delivery, connection_handlers, rules)
+            return ingest_member_event(session, delivery, connection_handlers, rules)
 
     def job(self, at: datetime, rules: CrossSourceRules = RULES, **overrides: Any) -> IngestResult:
         job, raw = validate_job(job_body(**{"member_guid": MEMBER, **overrides}))
@@ -273,12 +273,12 @@ def test_enough_members_of_one_institution_impaired_or_degraded_raise_one_alert(
     feed: Feed, engine: Engine
 ) -> None:
     members_of_institution(feed, 5, T0)
-    feed.status(T0, member_guid="MBR-i-0", connection_status_id=18, connection_status=None)
-    feed.status(T0 + timedelta(seconds=60), member_guid="MBR-i-1", connection_status_id=7)
+    feed.status(T0, member_guid="MBR-i-0", connection_status_id=20, connection_status=None)
+    feed.status(T0 + timedelta(seconds=60), member_guid="MBR-i-1", connection_status_id=9)
     assert count(engine, HandlerRun, handler="alert") == 0
 
-    third = feed.status(T0 + timedelta(seconds=120), member_guid="MBR-i-2", connection_status_id=18)
-    feed.status(T0 + timedelta(seconds=180), member_guid="MBR-i-3", connection_status_id=7)
+    third = feed.status(T0 + timedelta(seconds=120), member_guid="MBR-i-2", connection_status_id=20)
+    feed.status(T0 + timedelta(seconds=180), member_guid="MBR-i-3", connection_status_id=9)
 
     [alert] = rows(engine, HandlerRun, handler="alert")
     assert alert.member_event_id == third.event_id
@@ -294,22 +294,22 @@ def test_enough_members_of_one_institution_impaired_or_degraded_raise_one_alert(
 def test_the_outage_alert_repeats_once_the_window_has_passed(feed: Feed, engine: Engine) -> None:
     members_of_institution(feed, 6, T0)
     for index in range(3):
-        feed.status(T0, member_guid=f"MBR-i-{index}", connection_status_id=18)
+        feed.status(T0, member_guid=f"MBR-i-{index}", connection_status_id=20)
     later = T0 + timedelta(seconds=901)
     for index in range(3, 6):
-        feed.status(later, member_guid=f"MBR-i-{index}", connection_status_id=7)
+        feed.status(later, member_guid=f"MBR-i-{index}", connection_status_id=9)
 
     assert count(engine, HandlerRun, handler="alert") == 2
 
 
 def test_members_outside_the_window_or_recovered_do_not_count(feed: Feed, engine: Engine) -> None:
     members_of_institution(feed, 4, T0)
-    feed.status(T0, member_guid="MBR-i-0", connection_status_id=18)
-    feed.status(T0, member_guid="MBR-i-1", connection_status_id=18)
+    feed.status(T0, member_guid="MBR-i-0", connection_status_id=20)
+    feed.status(T0, member_guid="MBR-i-1", connection_status_id=20)
     feed.status(T0 + timedelta(seconds=10), member_guid="MBR-i-1", connection_status_id=6)
     later = T0 + timedelta(seconds=1000)
-    feed.status(later, member_guid="MBR-i-2", connection_status_id=7)
-    feed.status(later, member_guid="MBR-i-3", connection_status_id=7)
+    feed.status(later, member_guid="MBR-i-2", connection_status_id=9)
+    feed.status(later, member_guid="MBR-i-3", connection_status_id=9)
 
     assert count(engine, HandlerRun, handler="alert") == 0
 
@@ -319,9 +319,9 @@ def test_members_of_other_institutions_or_unknown_institution_do_not_count(
 ) -> None:
     members_of_institution(feed, 1, T0)
     feed.job(T0, guid="JOB-x", member_guid="MBR-x", institution_guid="INS-other")
-    feed.status(T0, member_guid="MBR-i-0", connection_status_id=18)
-    feed.status(T0, member_guid="MBR-x", connection_status_id=18)
-    feed.status(T0, member_guid="MBR-nobody-knows", connection_status_id=18)
+    feed.status(T0, member_guid="MBR-i-0", connection_status_id=20)
+    feed.status(T0, member_guid="MBR-x", connection_status_id=20)
+    feed.status(T0, member_guid="MBR-nobody-knows", connection_status_id=20)
 
     assert count(engine, HandlerRun, handler="alert") == 0
 
@@ -338,7 +338,7 @@ def notify_worker(make_worker: Callable[..., Worker], sink: Sink) -> Worker:
     ("code", "name", "handler", "action"),
     [
         (3, "CHALLENGED", "mfa_prompt", "prompt_user_for_mfa"),
-        (17, "EXPIRED", "user_action_required", "ask_user_to_update_credentials"),
+        (19, "EXPIRED", "user_action_required", "ask_user_to_update_credentials"),
         (5, "LOCKED", "user_action_required", "ask_user_to_update_credentials"),
     ],
 )
@@ -381,6 +381,7 @@ def test_member_runs_deliver_a_signed_member_notification(
         "event_at": event.event_at.isoformat().replace("+00:00", "Z"),
         "previous_connection_status_id": 6,
         "previous_connection_status": "CONNECTED",
+        "source": "connection_status",
         "member_event_id": event.id,
     }
     assert run.state == "succeeded"
@@ -393,7 +394,7 @@ def test_outage_alert_posts_slack_text_naming_the_institution_and_count(
     worker = make_worker(alert_url=alerts.url)
     members_of_institution(feed, 3, T0)
     for index in range(3):
-        feed.status(T0, member_guid=f"MBR-i-{index}", connection_status_id=18)
+        feed.status(T0, member_guid=f"MBR-i-{index}", connection_status_id=20)
     # Only the outage alert goes to ALERT_URL; the user notifications go to NOTIFY_URL (logged).
     drain(worker)
 

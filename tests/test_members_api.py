@@ -65,7 +65,15 @@ def test_member_detail_shows_current_status_history_and_jobs_newest_first(
 
     assert response.status_code == 200
     document = response.get_json()
-    assert set(document) == {"member", "history", "jobs", "jobs_next_cursor", "handler_runs"}
+    assert set(document) == {
+        "member",
+        "history",
+        "jobs",
+        "jobs_next_cursor",
+        "handler_runs",
+        "data_updates",
+        "data_updates_next_cursor",
+    }
     member = document["member"]
     assert member["guid"] == MEMBER
     assert (member["connection_status_id"], member["connection_status"]) == (6, "CONNECTED")
@@ -116,7 +124,7 @@ def test_first_page_of_jobs_continues_at_the_member_jobs_endpoint(
 
 def seed_members(post_status: Callable[..., Any]) -> None:
     for index, (code, user) in enumerate(
-        [(3, "USR-a"), (2, "USR-a"), (3, "USR-b"), (6, "USR-b"), (18, "USR-c")]
+        [(3, "USR-a"), (2, "USR-a"), (3, "USR-b"), (6, "USR-b"), (20, "USR-c")]
     ):
         post_status(
             member_guid=f"MBR-{index}",
@@ -135,7 +143,7 @@ def seed_members(post_status: Callable[..., Any]) -> None:
         ({"connection_status": "challenged"}, ["MBR-2", "MBR-0"]),
         ({"connection_status": "3"}, ["MBR-2", "MBR-0"]),
         ({"connection_status": ["CHALLENGED", "IMPAIRED"]}, ["MBR-4", "MBR-2", "MBR-0"]),
-        ({"connection_status": "DENIED,18"}, ["MBR-4", "MBR-1"]),
+        ({"connection_status": "DENIED,20"}, ["MBR-4", "MBR-1"]),
         ({"connection_status": "CHALLENGED", "user_guid": "USR-a"}, ["MBR-0"]),
         ({"user_guid": "USR-b"}, ["MBR-3", "MBR-2"]),
         ({"connection_status": "LOCKED"}, []),

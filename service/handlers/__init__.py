@@ -6,6 +6,7 @@ through the `jobhooks.handlers` entry-point group, and HANDLERS chooses which ru
 
 from service.handlers.event import (
     AnyHandlerEvent,
+    DataUpdateHandlerEvent,
     Handler,
     HandlerEvent,
     InstitutionOutage,
@@ -16,6 +17,7 @@ from service.handlers.event import (
 
 __all__ = [
     "AnyHandlerEvent",
+    "DataUpdateHandlerEvent",
     "Handler",
     "HandlerEvent",
     "InstitutionOutage",

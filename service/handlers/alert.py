@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from service.handlers.deliveries import Delivery
-from service.handlers.event import AnyHandlerEvent, Handler, MemberHandlerEvent
+from service.handlers.event import (
+    AnyHandlerEvent,
+    DataUpdateHandlerEvent,
+    Handler,
+    MemberHandlerEvent,
+)
 
 NAME = "alert"
 
@@ -14,6 +19,8 @@ NAME = "alert"
 def alert_text(event: AnyHandlerEvent) -> str:
     if isinstance(event, MemberHandlerEvent):
         return member_alert_text(event)
+    if isinstance(event, DataUpdateHandlerEvent):
+        return f"MX member {event.member_guid} has new {event.data_type} data"
     job = event.job
     status = job.status_name or str(job.status)
     return (

@@ -1,4 +1,5 @@
-"""COMPLETED: fresh data is available from MX's API; tell the product backend to read it."""
+"""COMPLETED, or a data-updated webhook: fresh data is available from MX's API; tell the product
+backend to read it (a data update's notification says which data)."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ class InstitutionOutage:
 
 @dataclass(frozen=True)
 class MemberHandlerEvent:
-    """What a handler receives for a run owed to a member's CONNECTION_STATUS event."""
+    """What a handler receives for a run owed to a member's CONNECTION_STATUS or MEMBER event."""
 
     run_id: int
     handler: str
@@ -65,18 +65,45 @@ class MemberHandlerEvent:
     event_id: int  # the member event's id (member_events), not a job event's
     received_at: datetime
     event_at: datetime
-    # The stored body, with the status id and name resolved from MX's table.
+    # The member's status as stored: as MX sent it, a half MX left out filled from MX's table.
     member: ConnectionStatusCallback
-    # Learned from the member's job callbacks; None until one of them names it.
+    # Named by MEMBER webhooks and the member's job callbacks; None until one of them names it.
     institution_guid: str | None
     previous: PreviousConnection | None
     # Set only on the alert the institution-outage rule queues.
     outage: InstitutionOutage | None
     # The body exactly as MX sent it (unknown fields included); None once purged.
     payload: dict[str, Any] | None
+    # Which webhook carried it: connection_status or member.
+    source: str = "connection_status"
 
 
-AnyHandlerEvent = HandlerEvent | MemberHandlerEvent
+@dataclass(frozen=True)
+class DataUpdateHandlerEvent:
+    """What a handler receives for a run owed to a data-updated webhook: which data to fetch."""
+
+    run_id: int
+    handler: str
+    # Stable for the run across every attempt and worker, so receivers can drop repeats.
+    idempotency_key: str
+    attempt: int
+    data_update_id: int
+    received_at: datetime
+    member_guid: str
+    user_guid: str | None
+    institution_guid: str | None
+    # MX's type: AGGREGATION, BALANCE, HISTORY, STATEMENT, VERIFICATION, or one MX adds later.
+    data_type: str
+    completed_at: datetime | None
+    completed_on: str | None
+    # Every *_count field MX sent (transactions_created_count, ...).
+    counts: dict[str, int]
+    # VERIFICATION names the verified accounts.
+    accounts: list[str] | None
+    payload: dict[str, Any] | None
+
+
+AnyHandlerEvent = HandlerEvent | MemberHandlerEvent | DataUpdateHandlerEvent
 
 
 # A handler returns on success and raises on failure; the worker retries what raises. Handlers

@@ -1,4 +1,5 @@
-"""The typed event a handler receives for a run owed to a member's connection-status event."""
+"""The typed events a handler receives for runs owed to a member: its connection-status and
+MEMBER events, and its data updates."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.connection_schemas import ConnectionStatusCallback
-from service.handlers.event import InstitutionOutage, MemberHandlerEvent, PreviousConnection
-from service.models import HandlerRun, Member, MemberEvent
+from service.handlers.event import (
+    DataUpdateHandlerEvent,
+    InstitutionOutage,
+    MemberHandlerEvent,
+    PreviousConnection,
+)
+from service.member_ingest import MemberEventKind
+from service.member_schemas import DataUpdateCallback
+from service.models import HandlerRun, Member, MemberDataUpdate, MemberEvent
 
 
 def member_handler_event(session: Session, run: HandlerRun) -> MemberHandlerEvent:
@@ -30,20 +38,47 @@ def member_handler_event(session: Session, run: HandlerRun) -> MemberHandlerEven
         previous=_previous_connection(session, event),
         outage=_outage(run),
         payload=event.payload,
+        source=event.kind,
+    )
+
+
+def data_update_handler_event(session: Session, run: HandlerRun) -> DataUpdateHandlerEvent:
+    update = session.get_one(MemberDataUpdate, run.data_update_id)
+    institution = session.scalar(
+        select(Member.institution_guid).where(Member.guid == update.member_guid)
+    )
+    body = DataUpdateCallback.model_validate(update.payload) if update.payload else None
+    return DataUpdateHandlerEvent(
+        run_id=run.id,
+        handler=run.handler,
+        idempotency_key=run.idempotency_key,
+        attempt=run.attempts,
+        data_update_id=update.id,
+        received_at=update.received_at,
+        member_guid=update.member_guid,
+        user_guid=update.user_guid,
+        institution_guid=institution,
+        data_type=update.data_type,
+        completed_at=update.completed_at,
+        completed_on=update.completed_on,
+        counts=body.counts if body else {},
+        accounts=body.accounts if body else None,
+        payload=update.payload,
     )
 
 
 def _callback(event: MemberEvent) -> ConnectionStatusCallback:
-    resolved = {
+    stored = {
         "member_guid": event.member_guid,
+        "user_guid": event.user_guid,
         "connection_status_id": event.connection_status_id,
         "connection_status": event.connection_status,
         "connection_status_message": event.connection_status_message,
     }
-    if event.payload is None:
-        # The raw body was purged by retention; the columns still say what happened.
-        return ConnectionStatusCallback.model_validate({**resolved, "user_guid": event.user_guid})
-    return ConnectionStatusCallback.model_validate({**event.payload, **resolved})
+    if event.payload is None or event.kind != MemberEventKind.CONNECTION_STATUS:
+        # A MEMBER body has another shape, and a purged body is gone: the columns say it all.
+        return ConnectionStatusCallback.model_validate(stored)
+    return ConnectionStatusCallback.model_validate({**event.payload, **stored})
 
 
 def _previous_connection(session: Session, event: MemberEvent) -> PreviousConnection | None:

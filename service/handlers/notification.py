@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from service.handlers.deliveries import Delivery
-from service.handlers.event import AnyHandlerEvent, Handler, HandlerEvent, MemberHandlerEvent
+from service.handlers.event import (
+    AnyHandlerEvent,
+    DataUpdateHandlerEvent,
+    Handler,
+    HandlerEvent,
+    MemberHandlerEvent,
+)
 from service.schemas import format_utc
 
 
@@ -13,6 +19,8 @@ def notification(kind: str, action: str, event: AnyHandlerEvent) -> dict[str, An
     """Standard Webhooks payload shape, built from stored data only: every attempt is identical."""
     if isinstance(event, MemberHandlerEvent):
         return member_notification(kind, action, event)
+    if isinstance(event, DataUpdateHandlerEvent):
+        return data_update_notification(action, event)
     return job_notification(kind, action, event)
 
 
@@ -58,7 +66,31 @@ def member_notification(kind: str, action: str, event: MemberHandlerEvent) -> di
             "event_at": format_utc(event.event_at),
             "previous_connection_status_id": previous.connection_status_id if previous else None,
             "previous_connection_status": previous.connection_status if previous else None,
+            "source": event.source,
             "member_event_id": event.event_id,
+        },
+    }
+
+
+DATA_UPDATED_TYPE = "member.data_updated"
+
+
+def data_update_notification(action: str, event: DataUpdateHandlerEvent) -> dict[str, Any]:
+    """Which data of which member to fetch from MX's API, whichever handler sends it."""
+    return {
+        "type": DATA_UPDATED_TYPE,
+        "timestamp": format_utc(event.received_at),
+        "data": {
+            "action": action,
+            "member_guid": event.member_guid,
+            "user_guid": event.user_guid,
+            "institution_guid": event.institution_guid,
+            "data_type": event.data_type,
+            "completed_at": format_utc(event.completed_at) if event.completed_at else None,
+            "completed_on": event.completed_on,
+            "counts": event.counts,
+            "accounts": event.accounts,
+            "data_update_id": event.data_update_id,
         },
     }
 

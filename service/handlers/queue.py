@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, aliased
 
 from service.db import HANDLER_RUNS_CHANNEL, UTCDateTime, claimable, notify
 from service.handlers.event import AnyHandlerEvent, HandlerEvent, PreviousState
-from service.handlers.member_event import member_handler_event
+from service.handlers.member_event import data_update_handler_event, member_handler_event
 from service.ingest import queue_handler_runs
 from service.models import HandlerRun, JobEvent
 from service.schemas import JobCallback
@@ -239,7 +239,7 @@ JobHistories = dict[str, list[JobEvent]]
 def job_histories(session: Session, runs: Sequence[HandlerRun]) -> JobHistories:
     """Every stored event of the runs' jobs, in one query: each run needs its own event and the
     one it replaced, and a job has few events."""
-    guids = {run.job_guid for run in runs if run.member_event_id is None and run.job_guid}
+    guids = {run.job_guid for run in runs if run.event_id is not None and run.job_guid}
     histories: JobHistories = {guid: [] for guid in guids}
     if guids:
         for event in session.scalars(select(JobEvent).where(JobEvent.job_guid.in_(guids))):
@@ -252,6 +252,8 @@ def handler_event(session: Session, run: HandlerRun, histories: JobHistories) ->
     state it replaced, from `histories` (job_histories of the runs claimed with it)."""
     if run.member_event_id is not None:
         return member_handler_event(session, run)
+    if run.data_update_id is not None:
+        return data_update_handler_event(session, run)
     history = histories[str(run.job_guid)]
     event = next(event for event in history if event.id == run.event_id)
     return HandlerEvent(
