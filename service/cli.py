@@ -177,31 +177,42 @@ def _owner(job_guid: str | None, member_guid: str | None) -> str:
 @cli.command()
 @click.option("--since", required=True, help="ISO 8601; events received at or after it")
 @click.option("--until", default=None, help="ISO 8601; events received before it")
-@click.option("--status", "statuses", multiple=True, help="status name or code; repeatable")
-def replay(since: str, until: str | None, statuses: tuple[str, ...]) -> None:
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    help="status name or code (a connection status with --members); repeatable",
+)
+@click.option(
+    "--members",
+    is_flag=True,
+    help="replay members' CONNECTION_STATUS and MEMBER events instead of job events",
+)
+def replay(since: str, until: str | None, statuses: tuple[str, ...], members: bool) -> None:
     """Run the configured handlers again for stored events received in a time range.
 
-    Only events that became their job's current state are replayed. A run that already exists
-    keeps its idempotency key, so receivers that acted on it once can recognise the repeat.
+    Only events that became their job's (or member's) current state are replayed. A run that
+    already exists keeps its idempotency key, so receivers that acted on it once can recognise
+    the repeat.
     """
     from datetime import UTC, datetime
 
+    from service.connection_statuses import connection_handlers
     from service.handlers.queue import replay as replay_events
+    from service.handlers.queue import replay_member_events
     from service.handlers.registry import handler_plan
 
-    settings = Settings.from_env()
-    plan = handler_plan(settings)
-    codes = [_status_code(status) for status in statuses]
+    window = (_timestamp("--since", since), _until(until))
     with _session() as session, _progress("replaying") as advance:
-        result = replay_events(
-            session,
-            _timestamp("--since", since),
-            _until(until),
-            codes,
-            plan,
-            datetime.now(UTC),
-            progress=advance,
-        )
+        if members:
+            names = [_connection_status_name(status) for status in statuses]
+            result = replay_member_events(
+                session, *window, names, connection_handlers, datetime.now(UTC), advance
+            )
+        else:
+            plan = handler_plan(Settings.from_env())
+            codes = [_status_code(status) for status in statuses]
+            result = replay_events(session, *window, codes, plan, datetime.now(UTC), advance)
     click.echo(
         f"{result.events} events: {result.queued} runs queued, {result.requeued} re-queued, "
         f"{result.already_queued} already waiting"
@@ -233,19 +244,47 @@ def _status_code(raw: str) -> int:
     raise click.BadParameter(f"unknown status {raw!r}", param_hint="--status")
 
 
+def _connection_status_name(raw: str) -> str:
+    from service.connection_statuses import CONNECTION_STATUSES, connection_status
+
+    code = int(raw) if raw.isdigit() else None
+    known = connection_status(code, None if code is not None else raw)
+    if known is None:
+        names = ", ".join(status.name for status in CONNECTION_STATUSES.values())
+        raise click.BadParameter(f"unknown connection status {raw!r}; use one of {names}")
+    return known.name
+
+
 @cli.command("send-test")
 @click.argument("url")
 @click.option(
-    "--status", "status", default="CHALLENGED", show_default=True, help="job status name or code"
+    "--kind",
+    type=click.Choice(["jobs", "connection-status", "members", "data-updates"]),
+    default="jobs",
+    show_default=True,
+    help="which MX webhook to send (the endpoint under /webhooks/mx/ of the same name takes it)",
+)
+@click.option(
+    "--status",
+    "status",
+    default=None,
+    help="job status (jobs, default CHALLENGED), connection status (connection-status, default "
+    "CHALLENGED; members, default CONNECTED), or data type (data-updates, default AGGREGATION); "
+    "a name or a code",
 )
 @click.option("--basic", default=None, help="user:password for HTTP Basic")
 @click.option("--sign", "signing_secret", default=None, help="whsec_... to sign the request")
-def send_test(url: str, status: str, basic: str | None, signing_secret: str | None) -> None:
-    """POST a realistic MX-style job callback to URL and show the answer."""
-    from service.send_test import send, status_code
+def send_test(
+    url: str, kind: str, status: str | None, basic: str | None, signing_secret: str | None
+) -> None:
+    """POST a realistic MX-style callback to URL and show the answer."""
+    from service.send_test import DEFAULT_STATUS, sample, send
+    from service.webhook_kinds import WebhookKind
 
+    webhook = WebhookKind(kind)
+    chosen = status or DEFAULT_STATUS[webhook]
     try:
-        code = status_code(status)
+        document, subject = sample(webhook, chosen)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--status") from None
     credentials = None
@@ -254,8 +293,9 @@ def send_test(url: str, status: str, basic: str | None, signing_secret: str | No
         if not sep:
             raise click.BadParameter("use user:password", param_hint="--basic")
         credentials = (user, password)
-    sent = send(url, code, basic=credentials, signing_secret=signing_secret)
-    click.echo(f"sent job {sent.job_guid} (status {code}) -> HTTP {sent.status_code}")
+    sent = send(url, document, subject, basic=credentials, signing_secret=signing_secret)
+    noun = "job" if webhook is WebhookKind.JOBS else f"{kind} for member"
+    click.echo(f"sent {noun} {sent.subject_guid} ({chosen}) -> HTTP {sent.status_code}")
     if sent.response_text:
         click.echo(sent.response_text)
     if not 200 <= sent.status_code < 300:

@@ -374,19 +374,6 @@ class OwedRuns:
     now: datetime
 
 
-def queue_handler_runs(
-    session: Session,
-    event_id: int,
-    job_guid: str,
-    handlers: Sequence[str],
-    now: datetime,
-    member_guid: str | None = None,
-) -> list[int]:
-    """Runs owed to a job event."""
-    owner = RunOwner(event_id=event_id, job_guid=job_guid, member_guid=member_guid)
-    return queue_runs(session, owner, handlers, now)
-
-
 def queue_runs(
     session: Session, owner: RunOwner, handlers: Sequence[str], now: datetime
 ) -> list[int]:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -16,7 +17,7 @@ from db_rows import count, rows
 from procfile import HTTP_TIMEOUT_SECONDS, Served, run_jobhooks, serve_web
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.models import Job, RejectedDelivery
+from service.models import Job, MemberDataUpdate, MemberEvent, RejectedDelivery
 
 pytestmark = pytest.mark.serving
 
@@ -179,6 +180,35 @@ def test_send_test_delivers_a_signed_callback(served: Served) -> None:
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert count(served.engine, Job, guid=sent_guid(result.stdout), status=2) == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "table"),
+    [
+        ("connection-status", "DENIED", MemberEvent),
+        ("members", "9", MemberEvent),
+        ("data-updates", "BALANCE", MemberDataUpdate),
+    ],
+)
+def test_send_test_sends_each_member_webhook_kind_to_its_endpoint(
+    served: Served, kind: str, status: str, table: type[Any]
+) -> None:
+    result = run_jobhooks(
+        served.environment,
+        "send-test",
+        f"{served.base_url}/webhooks/mx/{kind}",
+        "--kind",
+        kind,
+        "--status",
+        status,
+        "--basic",
+        f"{BASIC_USER}:{BASIC_PASSWORD}",
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "HTTP 204" in result.stdout
+    member = result.stdout.split("for member ", 1)[1].split(" ", 1)[0]
+    assert count(served.engine, table, member_guid=member) == 1
 
 
 def test_send_test_reports_a_refusal(served: Served) -> None:

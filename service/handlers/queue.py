@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session, aliased
 from service.db import HANDLER_RUNS_CHANNEL, UTCDateTime, claimable, notify
 from service.handlers.event import AnyHandlerEvent, HandlerEvent, PreviousState
 from service.handlers.member_event import data_update_handler_event, member_handler_event
-from service.ingest import queue_handler_runs
-from service.models import HandlerRun, JobEvent
+from service.ingest import RunOwner, queue_runs
+from service.models import HandlerRun, JobEvent, MemberEvent
 from service.schemas import JobCallback
 
 # Enough of an error to act on, small enough to list many runs at once.
@@ -377,38 +377,112 @@ def replay(
     now: datetime,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReplayResult:
-    """Run the planned handlers again for events received in [since, until).
+    """Run the planned handlers again for job events received in [since, until).
 
     Only events that became current when they arrived: a late, older event never acts, on replay
     or otherwise. Existing runs keep their idempotency key, so receivers that already acted on a
     delivery can recognise it and a replay over a wide range cannot duplicate an action.
     """
     events = session.scalars(_replayable_events(since, until, statuses)).all()
+    owed = [
+        OwedReplay(
+            RunOwner(event_id=event.id, job_guid=event.job_guid),
+            handlers_for(event.status),
+            HandlerRun.event_id == event.id,
+        )
+        for event in events
+    ]
+    return _replay_owed(session, owed, now, progress)
+
+
+def replay_member_events(
+    session: Session,
+    since: datetime,
+    until: datetime | None,
+    statuses: Sequence[str],
+    handlers_for: Callable[[int | None, str | None], Sequence[str]],
+    now: datetime,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReplayResult:
+    """replay for members' CONNECTION_STATUS and MEMBER events received in [since, until), with
+    handlers as the status table plans them now (after a table correction, the prompts missed).
+
+    `statuses` are connection status names as stored. The same rules as for jobs: only events
+    that became current on arrival, existing runs keep their idempotency key. The prompt
+    de-duplication window does not apply: a replay is an operator's decision.
+    """
+    events = session.scalars(_replayable_member_events(since, until, statuses)).all()
+    owed = [
+        OwedReplay(
+            RunOwner(member_event_id=event.id, member_guid=event.member_guid),
+            handlers_for(event.connection_status_id, event.connection_status),
+            HandlerRun.member_event_id == event.id,
+        )
+        for event in events
+    ]
+    return _replay_owed(session, owed, now, progress)
+
+
+@dataclass(frozen=True)
+class OwedReplay:
+    """One event to replay: who owns its runs, the handlers planned now, its existing runs."""
+
+    owner: RunOwner
+    handlers: Sequence[str]
+    runs_of_event: ColumnElement[bool]
+
+
+def _replay_owed(
+    session: Session,
+    owed: Sequence[OwedReplay],
+    now: datetime,
+    progress: Callable[[int, int], None] | None,
+) -> ReplayResult:
     queued = requeued = already = 0
-    for done, event in enumerate(events, start=1):
+    for done, event in enumerate(owed, start=1):
         if progress is not None:
-            progress(done, len(events))
-        handlers = list(handlers_for(event.status))
-        if not handlers:
+            progress(done, len(owed))
+        if not event.handlers:
             continue
         existing = {
             run.handler: run
-            for run in session.scalars(select(HandlerRun).where(HandlerRun.event_id == event.id))
+            for run in session.scalars(select(HandlerRun).where(event.runs_of_event))
         }
-        missing = [name for name in handlers if name not in existing]
-        queued += len(queue_handler_runs(session, event.id, event.job_guid, missing, now))
+        missing = [name for name in event.handlers if name not in existing]
+        queued += len(queue_runs(session, event.owner, missing, now))
         finished = [
             existing[name].id
-            for name in handlers
+            for name in event.handlers
             if name in existing and existing[name].state in (RunState.SUCCEEDED, RunState.DEAD)
         ]
-        already += sum(1 for name in handlers if name in existing) - len(finished)
+        already += sum(1 for name in event.handlers if name in existing) - len(finished)
         if finished:
             session.execute(_requeue(now).where(HandlerRun.id.in_(finished)))
             requeued += len(finished)
     if requeued:
         notify(session, HANDLER_RUNS_CHANNEL)
-    return ReplayResult(len(events), queued, requeued, already)
+    return ReplayResult(len(owed), queued, requeued, already)
+
+
+def _replayable_member_events(
+    since: datetime, until: datetime | None, statuses: Sequence[str]
+) -> Select[MemberEvent]:
+    newer = aliased(MemberEvent)
+    stale_on_arrival = exists().where(
+        newer.member_guid == MemberEvent.member_guid,
+        newer.event_at > MemberEvent.event_at,
+        newer.received_at < MemberEvent.received_at,
+    )
+    statement = (
+        select(MemberEvent)
+        .where(MemberEvent.received_at >= since, ~stale_on_arrival)
+        .order_by(MemberEvent.received_at, MemberEvent.id)
+    )
+    if until is not None:
+        statement = statement.where(MemberEvent.received_at < until)
+    if statuses:
+        statement = statement.where(MemberEvent.connection_status.in_(statuses))
+    return statement
 
 
 def _replayable_events(
