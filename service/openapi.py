@@ -18,11 +18,13 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from service.connection_schemas import (
     ConnectionStatusCallback,
+    DataUpdateListOut,
     MemberDetailOut,
     MemberListOut,
     MembersQuery,
 )
 from service.handlers.queue import MAX_LIST_LIMIT
+from service.member_schemas import DataUpdateCallback, MemberCallback
 from service.schemas import (
     ErrorOut,
     EventOut,
@@ -107,6 +109,45 @@ EXAMPLE_CONNECTION_STATUS: dict[str, Any] = {
     "member_guid": "MBR-7c6f361b-e582-15b6-60c0-358f12466b4b",
     "user_guid": "USR-fa7537f3-48aa-a683-a02a-b18940482f54",
 }
+# MX's documented examples (docs.mx.com/resources/webhooks/member, .../aggregation,
+# .../verifications), with our own guids.
+EXAMPLE_MEMBER: dict[str, Any] = {
+    "action": "updated",
+    "member": {
+        "aggregated_at": 1764583200,
+        "connection_status": "CONNECTED",
+        "connection_status_id": 6,
+        "connection_status_message": "Connected to MX Bank.",
+        "created_at": 1764496800,
+        "guid": "MBR-7c6f361b-e582-15b6-60c0-358f12466b4b",
+        "id": "partner-member-1",
+        "institution_code": "mxbank",
+        "institution_guid": "INS-1572a04c-912b-59bf-5841-332c7dfafaef",
+        "is_being_aggregated": False,
+        "successfully_aggregated_at": 1764583260,
+        "user_guid": "USR-fa7537f3-48aa-a683-a02a-b18940482f54",
+    },
+}
+EXAMPLE_DATA_UPDATE: dict[str, Any] = {
+    "action": "member_data_updated",
+    "completed_at": 1764583260,
+    "completed_on": "2025-12-01",
+    "is_background": True,
+    "member_guid": "MBR-7c6f361b-e582-15b6-60c0-358f12466b4b",
+    "transactions_created_count": 3,
+    "transactions_updated_count": 2,
+    "type": "AGGREGATION",
+    "user_guid": "USR-fa7537f3-48aa-a683-a02a-b18940482f54",
+}
+EXAMPLE_VERIFICATION: dict[str, Any] = {
+    "type": "VERIFICATION",
+    "accounts": ["ACT-6836c1bb-a651-4a16-bb41-30e3b7e20e3f"],
+    "action": "member_data_updated",
+    "member_guid": "MBR-7c6f361b-e582-15b6-60c0-358f12466b4b",
+    "user_guid": "USR-fa7537f3-48aa-a683-a02a-b18940482f54",
+    "completed_at": 1764583260,
+    "completed_on": "2025-12-01",
+}
 ERROR_RESPONSES: dict[str, str] = {
     "400": "malformed: a bad query parameter or cursor, or a body that is not JSON",
     "401": "credentials are missing or wrong",
@@ -183,7 +224,25 @@ TOKEN_RESPONSE_SCHEMA: dict[str, Any] = {
 }
 
 
-def operations(job_body: dict[str, Any], connection_body: dict[str, Any]) -> tuple[Operation, ...]:
+@dataclass(frozen=True)
+class WebhookBodies:
+    """The JSON Schema of each MX webhook body, as references into the document's components."""
+
+    job: dict[str, Any]
+    connection_status: dict[str, Any]
+    member: dict[str, Any]
+    data_update: dict[str, Any]
+
+    @property
+    def any_kind(self) -> dict[str, Any]:
+        return {"anyOf": [self.job, self.connection_status, self.member, self.data_update]}
+
+
+NO_BODIES = WebhookBodies({}, {}, {}, {})
+WEBHOOK_ERRORS = ("400", "401", "413", "415", "422", "503")
+
+
+def operations(bodies: WebhookBodies) -> tuple[Operation, ...]:
     wrapped = {"job": EXAMPLE_JOB}
     return (
         Operation(
@@ -194,12 +253,12 @@ def operations(job_body: dict[str, Any], connection_body: dict[str, Any]) -> tup
             WEBHOOK_AUTH,
             ok_status="204",
             ok_description="stored (or a repeat of a stored delivery); MX must not resend",
-            body_schema=job_body,
+            body_schema=bodies.job,
             body_examples={
                 "wrapped": {"summary": "as MX sends it", "value": wrapped},
                 "bare": {"summary": "the job object alone", "value": EXAMPLE_JOB},
             },
-            errors=("400", "401", "413", "415", "422", "503"),
+            errors=WEBHOOK_ERRORS,
             description=(
                 "Answers 204 only after the event, the job's new current state and its handler "
                 "runs are committed. Unknown fields are kept; an unknown status is stored. A "
@@ -214,9 +273,75 @@ def operations(job_body: dict[str, Any], connection_body: dict[str, Any]) -> tup
             WEBHOOK_AUTH,
             ok_status="204",
             ok_description="stored; MX must not resend",
-            body_schema=connection_body,
+            body_schema=bodies.connection_status,
             body_examples={"challenged": {"value": EXAMPLE_CONNECTION_STATUS}},
-            errors=("400", "401", "413", "415", "422", "503"),
+            errors=WEBHOOK_ERRORS,
+            description=(
+                "The id and name are stored as MX sent them; when they disagree with MX's "
+                "numbering, the name decides the handlers and the disagreement is counted."
+            ),
+        ),
+        Operation(
+            "post",
+            "/webhooks/mx/members",
+            "Receive an MX MEMBER webhook (member created, updated or deleted)",
+            "webhooks",
+            WEBHOOK_AUTH,
+            ok_status="204",
+            ok_description="stored; MX must not resend",
+            body_schema=bodies.member,
+            body_examples={
+                "updated": {"summary": "as MX documents it", "value": EXAMPLE_MEMBER},
+                "bare": {"summary": "the member object alone", "value": EXAMPLE_MEMBER["member"]},
+            },
+            errors=WEBHOOK_ERRORS,
+            description=(
+                "Updates the member's connection state and history like CONNECTION_STATUS "
+                "(same ordering, duplicate and handler rules) and names its institution. "
+                "action `deleted` marks the member deleted; its history stays. An "
+                "X-CALLBACK-PAYLOAD header is stored with the event."
+            ),
+        ),
+        Operation(
+            "post",
+            "/webhooks/mx/data-updates",
+            "Receive an MX data-updated webhook (AGGREGATION, BALANCE, HISTORY, ...)",
+            "webhooks",
+            WEBHOOK_AUTH,
+            ok_status="204",
+            ok_description="stored (or a repeat of a stored delivery); MX must not resend",
+            body_schema=bodies.data_update,
+            body_examples={
+                "aggregation": {"value": EXAMPLE_DATA_UPDATE},
+                "verification": {"value": EXAMPLE_VERIFICATION},
+            },
+            errors=WEBHOOK_ERRORS,
+            description=(
+                "Stored once per (type, member, completed_at); queues data_ready, whose signed "
+                "notification (type member.data_updated) says which data to fetch."
+            ),
+        ),
+        Operation(
+            "post",
+            "/webhooks/mx",
+            "Receive any of MX's webhooks at one URL",
+            "webhooks",
+            WEBHOOK_AUTH,
+            ok_status="204",
+            ok_description="stored; MX must not resend",
+            body_schema=bodies.any_kind,
+            body_examples={
+                "job": {"value": wrapped},
+                "connection_status": {"value": EXAMPLE_CONNECTION_STATUS},
+                "member": {"value": EXAMPLE_MEMBER},
+                "data_update": {"value": EXAMPLE_DATA_UPDATE},
+            },
+            errors=WEBHOOK_ERRORS,
+            description=(
+                "Routed by `type` (CONNECTION_STATUS, MEMBER), `action` (member_data_updated) "
+                "and, failing those, by the fields only one kind has; then exactly as the "
+                "endpoint of that kind. A body of no known kind is a 422."
+            ),
         ),
         Operation(
             "post",
@@ -287,6 +412,22 @@ def operations(job_body: dict[str, Any], connection_body: dict[str, Any]) -> tup
             ok_model=MemberDetailOut,
             path_params=(_guid_param("member_guid", "the member's guid"),),
             errors=("401", "404", "503"),
+            description=(
+                "Also the first page of the member's data updates; 404 only when no webhook "
+                "has named the member."
+            ),
+        ),
+        Operation(
+            "get",
+            "/members/{member_guid}/data-updates",
+            "List one member's data-updated webhooks, newest first",
+            "members",
+            API_AUTH,
+            ok_model=DataUpdateListOut,
+            query_model=PageQuery,
+            path_params=(_guid_param("member_guid", "the member's guid"),),
+            errors=("400", "401", "503"),
+            description="Keyset-paginated on (completed_at, id); pass next_cursor back as cursor.",
         ),
         Operation(
             "get",
@@ -396,6 +537,8 @@ def openapi_document() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (JobCallback, "validation"),
         (ConnectionStatusCallback, "validation"),
+        (MemberCallback, "validation"),
+        (DataUpdateCallback, "validation"),
         (ErrorOut, "serialization"),
         (HandlerRunOut, "serialization"),
         *((op_model, "serialization") for op_model in _ok_models()),
@@ -408,8 +551,24 @@ def openapi_document() -> dict[str, Any]:
             {"type": "object", "required": ["job"], "properties": {"job": job_ref}},
         ]
     }
+    member_ref = refs[(MemberCallback, "validation")]
+    bodies = WebhookBodies(
+        job=job_body,
+        connection_status=refs[(ConnectionStatusCallback, "validation")],
+        member={
+            "oneOf": [
+                member_ref,
+                {
+                    "type": "object",
+                    "required": ["member"],
+                    "properties": {"action": {"type": "string"}, "member": member_ref},
+                },
+            ]
+        },
+        data_update=refs[(DataUpdateCallback, "validation")],
+    )
     paths: dict[str, dict[str, Any]] = {}
-    for op in operations(job_body, refs[(ConnectionStatusCallback, "validation")]):
+    for op in operations(bodies):
         paths.setdefault(op.path, {})[op.method] = _operation(op, refs)
     return {
         "openapi": OPENAPI_VERSION,
@@ -448,7 +607,7 @@ def openapi_document() -> dict[str, Any]:
 
 
 def _ok_models() -> list[type[BaseModel]]:
-    return [op.ok_model for op in operations({}, {}) if op.ok_model is not None]
+    return [op.ok_model for op in operations(NO_BODIES) if op.ok_model is not None]
 
 
 def _operation(op: Operation, refs: Mapping[tuple[Any, JsonSchemaMode], Any]) -> Any:
