@@ -85,11 +85,52 @@ job_objects = st.fixed_dictionaries(
 )
 
 
-def post_body(client: FlaskClient, data: bytes, delivery_id: str | None = None) -> int:
+unix_times = (
+    st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | timestamps
+)
+connection_fields = {
+    "connection_status_id": statuses,
+    "connection_status": st.sampled_from(["CHALLENGED", "DEGRADED", "locked", ""]) | json_values,
+    "connection_status_message": st.text() | json_values,
+    "user_guid": guids,
+}
+member_objects = st.fixed_dictionaries(
+    {},
+    optional={
+        "guid": guids,
+        "institution_guid": guids,
+        "institution_code": st.text(max_size=300) | json_values,
+        "aggregated_at": unix_times,
+        "successfully_aggregated_at": unix_times,
+        "updated_at": unix_times,
+        "is_being_aggregated": st.booleans() | json_values,
+        "action": st.sampled_from(["created", "updated", "deleted"]) | json_values,
+        **connection_fields,
+    },
+)
+data_update_objects = st.fixed_dictionaries(
+    {"action": st.just("member_data_updated")},
+    optional={
+        "type": st.sampled_from(["AGGREGATION", "BALANCE", "VERIFICATION", ""]) | json_values,
+        "member_guid": guids,
+        "user_guid": guids,
+        "completed_at": unix_times,
+        "completed_on": st.sampled_from(["2026-11-30", "30/11/2026"]) | json_values,
+        "transactions_created_count": statuses,
+        "accounts": st.lists(guids, max_size=3) | json_values,
+    },
+)
+
+
+def post_body(
+    client: FlaskClient, data: bytes, delivery_id: str | None = None, url: str = JOBS_URL
+) -> int:
     headers = {**basic_header(), "Content-Type": "application/json"}
     if delivery_id is not None:
         headers["webhook-id"] = delivery_id
-    response = client.post(JOBS_URL, data=data, headers=headers)
+    response = client.post(url, data=data, headers=headers)
     assert "Traceback" not in response.get_data(as_text=True)
     return response.status_code
 
@@ -124,3 +165,30 @@ def test_any_job_shaped_body_is_never_a_server_error(
 @given(data=st.binary(max_size=200))
 def test_any_bytes_as_the_body_are_never_a_server_error(client: FlaskClient, data: bytes) -> None:
     assert post_body(client, data) < 500
+
+
+@fuzz_settings(60 * SCALE)
+@given(member=member_objects, wrap=st.booleans(), to_any_kind=st.booleans())
+def test_any_member_shaped_body_is_never_a_server_error(
+    client: FlaskClient, member: dict[str, Any], wrap: bool, to_any_kind: bool
+) -> None:
+    document = {"action": member.get("action"), "member": member} if wrap else member
+    url = "/webhooks/mx" if to_any_kind else "/webhooks/mx/members"
+    assert post_body(client, encode(document, True), url=url) in (204, 400, 422)
+
+
+@fuzz_settings(60 * SCALE)
+@given(update=data_update_objects, to_any_kind=st.booleans())
+def test_any_data_update_shaped_body_is_never_a_server_error(
+    client: FlaskClient, update: dict[str, Any], to_any_kind: bool
+) -> None:
+    url = "/webhooks/mx" if to_any_kind else "/webhooks/mx/data-updates"
+    assert post_body(client, encode(update, True), url=url) in (204, 400, 422)
+
+
+@fuzz_settings(40 * SCALE)
+@given(document=json_values)
+def test_any_json_value_sent_to_the_any_kind_endpoint_is_never_a_server_error(
+    client: FlaskClient, document: Any
+) -> None:
+    assert post_body(client, encode(document, True), url="/webhooks/mx") in (204, 400, 422)
