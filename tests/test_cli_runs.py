@@ -8,16 +8,18 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import Sink
+from conftest import Sink, basic_header
 from db_rows import rows
-from sqlalchemy import update
+from flask.testing import FlaskClient
+from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
 
 from service.cli import cli
-from service.models import HandlerRun
+from service.models import HandlerRun, MemberEvent
 from service.worker import Worker
 
 NOTIFY_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+MEMBER_URL = "/webhooks/mx/connection-status"
 
 
 @pytest.fixture
@@ -149,3 +151,56 @@ def test_replay_filters_by_status_and_queues_newly_planned_handlers(
 def test_replay_rejects_a_bad_time_or_status(jobhooks: Callable[..., Result]) -> None:
     assert jobhooks("replay", "--since", "yesterday").exit_code == 2
     assert jobhooks("replay", "--since", "2026-01-01", "--status", "NOPE").exit_code == 2
+
+
+def post_member_status(client: FlaskClient, member: str, code: int, at: str) -> None:
+    body = {
+        "type": "CONNECTION_STATUS",
+        "member_guid": member,
+        "connection_status_id": code,
+        "updated_at": at,
+    }
+    assert client.post(MEMBER_URL, json=body, headers=basic_header()).status_code == 204
+
+
+def test_replay_members_queues_the_prompts_missed_and_skips_what_needs_none(
+    jobhooks: Callable[..., Result], client: FlaskClient, engine: Engine
+) -> None:
+    post_member_status(client, "MBR-impeded", 7, "2026-11-25T10:00:00Z")
+    post_member_status(client, "MBR-connected", 6, "2026-11-25T10:00:00Z")
+    post_member_status(client, "MBR-late", 9, "2026-11-25T10:05:00Z")
+    post_member_status(client, "MBR-late", 19, "2026-11-25T10:01:00Z")  # older: stale on arrival
+    # As an install whose old status table never queued these prompts left them.
+    with engine.begin() as connection:
+        connection.execute(delete(HandlerRun))
+
+    replayed = jobhooks("replay", "--members", "--since", "2000-01-01T00:00:00Z")
+
+    assert replayed.exit_code == 0, replayed.output
+    # The stale EXPIRED is not replayed: an older change never acts.
+    assert "3 events: 1 runs queued, 0 re-queued, 0 already waiting" in replayed.output
+    [run] = rows(engine, HandlerRun)
+    [event] = rows(engine, MemberEvent, id=run.member_event_id)
+    assert (run.handler, run.member_guid, event.connection_status) == (
+        "user_action_required",
+        "MBR-impeded",
+        "IMPEDED",
+    )
+
+
+def test_replay_members_filters_by_connection_status_and_keeps_idempotency_keys(
+    jobhooks: Callable[..., Result], client: FlaskClient, engine: Engine
+) -> None:
+    post_member_status(client, "MBR-a", 3, "2026-11-25T10:00:00Z")
+    post_member_status(client, "MBR-b", 2, "2026-11-25T10:00:00Z")
+    before = {run.member_guid: run for run in rows(engine, HandlerRun)}
+    with engine.begin() as connection:
+        connection.execute(update(HandlerRun).values(state="succeeded"))
+
+    replayed = jobhooks("replay", "--members", "--since", "2000-01-01T00:00:00Z", "--status", "3")
+
+    assert replayed.exit_code == 0, replayed.output
+    after = {run.member_guid: run for run in rows(engine, HandlerRun)}
+    assert (after["MBR-a"].state, after["MBR-b"].state) == ("pending", "succeeded")
+    assert after["MBR-a"].idempotency_key == before["MBR-a"].idempotency_key
+    assert jobhooks("replay", "--members", "--since", "2000-01-01", "--status", "NOPE").exit_code
