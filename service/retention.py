@@ -6,10 +6,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import null, update
+from sqlalchemy import null, or_, update
 from sqlalchemy.orm import Session
 
-from service.models import JobEvent, RejectedDelivery
+from service.models import JobEvent, MemberDataUpdate, MemberEvent, RejectedDelivery
 from service.ratelimit import purge_auth_failures
 
 AGE_PATTERN = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
@@ -33,10 +33,24 @@ class PurgeResult:
 
 
 def purge(session: Session, cutoff: datetime) -> PurgeResult:
-    payloads = session.execute(
-        update(JobEvent)
-        .where(JobEvent.received_at < cutoff, JobEvent.payload.is_not(None))
-        .values(payload=null())
+    """Raw bodies of job events, member events (with their X-CALLBACK-PAYLOAD) and data updates,
+    and quarantined bodies, received before the cutoff."""
+    payloads = sum(
+        int(getattr(session.execute(statement), "rowcount", 0) or 0)
+        for statement in (
+            update(JobEvent)
+            .where(JobEvent.received_at < cutoff, JobEvent.payload.is_not(None))
+            .values(payload=null()),
+            update(MemberEvent)
+            .where(
+                MemberEvent.received_at < cutoff,
+                or_(MemberEvent.payload.is_not(None), MemberEvent.callback_payload.is_not(None)),
+            )
+            .values(payload=null(), callback_payload=None),
+            update(MemberDataUpdate)
+            .where(MemberDataUpdate.received_at < cutoff, MemberDataUpdate.payload.is_not(None))
+            .values(payload=null()),
+        )
     )
     bodies = session.execute(
         update(RejectedDelivery)
@@ -44,7 +58,7 @@ def purge(session: Session, cutoff: datetime) -> PurgeResult:
         .values(body=None)
     )
     return PurgeResult(
-        payloads_removed=int(getattr(payloads, "rowcount", 0) or 0),
+        payloads_removed=payloads,
         quarantined_bodies_removed=int(getattr(bodies, "rowcount", 0) or 0),
         auth_failure_windows_removed=purge_auth_failures(session, cutoff),
     )

@@ -8,20 +8,21 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import basic_header
 from db_rows import rows
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from service.cli import cli
-from service.models import Job, JobEvent, RejectedDelivery
+from service.models import Job, JobEvent, MemberDataUpdate, MemberEvent, RejectedDelivery
 from service.retention import parse_age
 
 
 def age_everything(engine: Engine, days: int) -> None:
     past = datetime.now(UTC) - timedelta(days=days)
     with engine.begin() as connection:
-        connection.execute(update(JobEvent).values(received_at=past))
-        connection.execute(update(RejectedDelivery).values(received_at=past))
+        for table in (JobEvent, MemberEvent, MemberDataUpdate, RejectedDelivery):
+            connection.execute(update(table).values(received_at=past))
 
 
 def run_purge(database_url: str, older_than: str) -> Any:
@@ -57,6 +58,31 @@ def test_purge_removes_old_payloads_and_bodies_but_keeps_history(
     assert rows(engine, Job, guid=events[0].job_guid)[0].status == 6
     quarantined = rows(engine, RejectedDelivery)
     assert quarantined[0].body is None and quarantined[0].reason == "malformed_json"
+
+
+def test_purge_removes_member_and_data_update_bodies_and_callback_payloads(
+    client: Any, engine: Engine, database_url: str
+) -> None:
+    member = {"guid": "MBR-1", "institution_guid": "INS-1", "connection_status_id": 6}
+    headers = {**basic_header(), "X-CALLBACK-PAYLOAD": "partner-reference-7"}
+    assert client.post("/webhooks/mx/members", json=member, headers=headers).status_code == 204
+    update_body = {"action": "member_data_updated", "type": "BALANCE", "member_guid": "MBR-1"}
+    response = client.post("/webhooks/mx/data-updates", json=update_body, headers=basic_header())
+    assert response.status_code == 204
+    age_everything(engine, days=100)
+
+    result = run_purge(database_url, "90d")
+
+    assert result.exit_code == 0, result.output
+    assert "2 event payloads" in result.output
+    [event] = rows(engine, MemberEvent)
+    assert (event.payload, event.callback_payload, event.connection_status) == (
+        None,
+        None,
+        "CONNECTED",
+    )
+    [data_update] = rows(engine, MemberDataUpdate)
+    assert (data_update.payload, data_update.data_type) == (None, "BALANCE")
 
 
 def test_purge_leaves_recent_data_alone(
