@@ -188,7 +188,8 @@ def members_in_outage(session: Session, institution_guid: str, since: datetime) 
     """
     statement = select(func.count()).where(
         Member.institution_guid == institution_guid,
-        Member.connection_status.in_(OUTAGE_SIGNAL_NAMES),
+        # Names are stored as MX sent them; the table's lookup ignores case, and so does this.
+        func.upper(Member.connection_status).in_(OUTAGE_SIGNAL_NAMES),
         Member.deleted_at.is_(None),
         Member.event_at >= since,
     )

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.connection_statuses import (
@@ -28,7 +28,6 @@ from service.cross_source import (
     PromptSource,
     claim_institution_alert,
     end_prompts,
-    learn_institutions,
     members_in_outage,
     unprompted,
 )
@@ -184,8 +183,13 @@ def ingest_member_event(
         return IngestResult(Outcome.ACCEPTED, event_id, run_ids)
     _learn_institution(session, report)
     # The upsert locked the member row, so what it holds now is what this event lost to.
-    current = session.execute(select(Member).where(Member.guid == report.member_guid)).scalar_one()
-    if not is_retry(status, event_at, source, current):
+    current, current_kind = session.execute(
+        select(Member, MemberEvent.kind)
+        .join(MemberEvent, MemberEvent.id == Member.current_event_id)
+        .where(Member.guid == report.member_guid)
+    ).one()
+    # MX sends MEMBER and CONNECTION_STATUS for one change: the second is history, not a retry.
+    if current_kind != report.kind or not is_retry(status, event_at, source, current):
         return IngestResult(Outcome.STALE, event_id)
     session.execute(delete(MemberEvent).where(MemberEvent.id == event_id))
     return IngestResult(Outcome.DUPLICATE)
@@ -311,9 +315,18 @@ def _institution_of(report: MemberReport) -> Any:
 
 
 def _learn_institution(session: Session, report: MemberReport) -> None:
-    """A MEMBER webhook names the institution even when it changes nothing else."""
-    if report.institution_guid is not None:
-        learn_institutions(session, [(report.member_guid, report.institution_guid)])
+    """A MEMBER webhook names the institution even when it changes nothing else; a member
+    belongs to one institution for life, so what is known already stays."""
+    if report.institution_guid is None and report.institution_code is None:
+        return
+    session.execute(
+        update(Member)
+        .where(Member.guid == report.member_guid)
+        .values(
+            institution_guid=func.coalesce(Member.institution_guid, report.institution_guid),
+            institution_code=func.coalesce(Member.institution_code, report.institution_code),
+        )
+    )
 
 
 def _queue_member_runs(

@@ -177,9 +177,16 @@ def sent_status(payload: Any) -> tuple[int | None, str | None] | None:
     return code, name
 
 
+def purged_status(code: int | None, stored_name: str | None) -> tuple[int | None, str | None]:
+    """Without the body: MX sends the id with the name, so the id stands and takes MX's name for
+    it; an id MX's table lacks kept the name MX sent, and keeps it."""
+    known = MX_CONNECTION_STATUS_NAMES.get(code) if code is not None else None
+    return code, known or stored_name
+
+
 def rederive_connection_statuses(connection: sa.Connection) -> None:
-    """Member events from their bodies, then each member from its current event. An event whose
-    body was purged keeps its id (MX sends the id with the name) and takes MX's name for it."""
+    """Member events from their bodies (or, purged, from purged_status), then each member from its
+    current event."""
     events = sa.table(
         "member_events",
         sa.column("id", BIG_ID),
@@ -190,7 +197,12 @@ def rederive_connection_statuses(connection: sa.Connection) -> None:
     last_id = 0
     while True:
         rows = connection.execute(
-            sa.select(events.c.id, events.c.connection_status_id, events.c.payload)
+            sa.select(
+                events.c.id,
+                events.c.connection_status_id,
+                events.c.connection_status,
+                events.c.payload,
+            )
             .where(events.c.id > last_id)
             .order_by(events.c.id)
             .limit(BATCH)
@@ -200,10 +212,9 @@ def rederive_connection_statuses(connection: sa.Connection) -> None:
         last_id = rows[-1].id
         updates = []
         for row in rows:
-            status = sent_status(row.payload)
-            if status is None:
-                code = row.connection_status_id
-                status = (code, MX_CONNECTION_STATUS_NAMES.get(code) if code is not None else None)
+            status = sent_status(row.payload) or purged_status(
+                row.connection_status_id, row.connection_status
+            )
             updates.append({"event": row.id, "code": status[0], "name": status[1]})
         connection.execute(
             events.update()
