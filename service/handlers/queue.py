@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import (
     BindParameter,
@@ -383,7 +384,7 @@ def replay(
     or otherwise. Existing runs keep their idempotency key, so receivers that already acted on a
     delivery can recognise it and a replay over a wide range cannot duplicate an action.
     """
-    events = session.scalars(_replayable_events(since, until, statuses)).all()
+    events = session.scalars(_replayable(JOB_HISTORY, since, until, statuses)).all()
     owed = [
         OwedReplay(
             RunOwner(event_id=event.id, job_guid=event.job_guid),
@@ -411,7 +412,7 @@ def replay_member_events(
     that became current on arrival, existing runs keep their idempotency key. The prompt
     de-duplication window does not apply: a replay is an operator's decision.
     """
-    events = session.scalars(_replayable_member_events(since, until, statuses)).all()
+    events = session.scalars(_replayable(MEMBER_HISTORY, since, until, statuses)).all()
     owed = [
         OwedReplay(
             RunOwner(member_event_id=event.id, member_guid=event.member_guid),
@@ -464,44 +465,41 @@ def _replay_owed(
     return ReplayResult(len(owed), queued, requeued, already)
 
 
-def _replayable_member_events(
-    since: datetime, until: datetime | None, statuses: Sequence[str]
-) -> Select[MemberEvent]:
-    newer = aliased(MemberEvent)
-    stale_on_arrival = exists().where(
-        newer.member_guid == MemberEvent.member_guid,
-        newer.event_at > MemberEvent.event_at,
-        newer.received_at < MemberEvent.received_at,
-    )
-    statement = (
-        select(MemberEvent)
-        .where(MemberEvent.received_at >= since, ~stale_on_arrival)
-        .order_by(MemberEvent.received_at, MemberEvent.id)
-    )
-    if until is not None:
-        statement = statement.where(MemberEvent.received_at < until)
-    if statuses:
-        statement = statement.where(MemberEvent.connection_status.in_(statuses))
-    return statement
+@dataclass(frozen=True)
+class EventHistory:
+    """Where a kind of event keeps its history: the table and the columns replay reads."""
+
+    model: type[JobEvent] | type[MemberEvent]
+    subject: str  # whose history: the job's or the member's guid
+    changed_at: str  # the time the change happened, which orders the history
+    status: str
 
 
-def _replayable_events(
-    since: datetime, until: datetime | None, statuses: Sequence[int]
-) -> Select[JobEvent]:
-    newer = aliased(JobEvent)
-    # An event was stale on arrival when a newer status change of its job had arrived before it.
+JOB_HISTORY = EventHistory(JobEvent, "job_guid", "updated_at", "status")
+MEMBER_HISTORY = EventHistory(MemberEvent, "member_guid", "event_at", "connection_status")
+
+
+def _replayable(
+    history: EventHistory, since: datetime, until: datetime | None, statuses: Sequence[object]
+) -> Select[Any]:
+    event, newer = history.model, aliased(history.model)
+
+    def column(entity: Any, name: str) -> Any:
+        return getattr(entity, name)
+
+    # An event was stale on arrival when a newer change of its subject had arrived before it.
     stale_on_arrival = exists().where(
-        newer.job_guid == JobEvent.job_guid,
-        newer.updated_at > JobEvent.updated_at,
-        newer.received_at < JobEvent.received_at,
+        column(newer, history.subject) == column(event, history.subject),
+        column(newer, history.changed_at) > column(event, history.changed_at),
+        newer.received_at < event.received_at,
     )
     statement = (
-        select(JobEvent)
-        .where(JobEvent.received_at >= since, ~stale_on_arrival)
-        .order_by(JobEvent.received_at, JobEvent.id)
+        select(event)
+        .where(event.received_at >= since, ~stale_on_arrival)
+        .order_by(event.received_at, event.id)
     )
     if until is not None:
-        statement = statement.where(JobEvent.received_at < until)
+        statement = statement.where(event.received_at < until)
     if statuses:
-        statement = statement.where(JobEvent.status.in_(statuses))
+        statement = statement.where(column(event, history.status).in_(statuses))
     return statement
