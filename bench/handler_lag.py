@@ -37,8 +37,8 @@ from compare import WrkResult, parse_wrk
 from receivers import authorization_header, ensure_database, served_service
 from sqlalchemy import create_engine, select
 
-from service.db import UTCDateTime
-from service.models import HandlerRun, Job
+from service.platform.db import UTCDateTime
+from service.platform.models import HandlerRun, Job
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import Connection
 
 from service.config import Settings
-from service.db import make_engine
-from service.models import Base
+from service.platform.db import make_engine
+from service.platform.models import Base
 
 config = context.config
 target_metadata = Base.metadata

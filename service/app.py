@@ -9,27 +9,23 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service import (
-    admin,
-    api,
-    docs,
-    health,
-    members_api,
-    status_page,
-    token_endpoint,
-    webhooks,
-)
+from service.api import admin, docs, health
+from service.api import jobs as api
+from service.api import members as members_api
+from service.api.responses import json_response
 from service.config import Settings
+from service.console import status_page
 from service.context import EXTENSION_KEY, AppState
-from service.cross_source import CrossSourceRules
-from service.db import make_engine, make_session_factory
 from service.errors import ApiError, BadRequest, ServiceUnavailable
-from service.guard import install_failed_auth_limiter
 from service.handlers.registry import handler_plan
-from service.job_commits import job_commits
-from service.logs import configure_logging, log, request_id_from
-from service.metrics import RequestTimer
-from service.responses import json_response
+from service.jobs.commits import job_commits
+from service.members.cross_source import CrossSourceRules
+from service.platform.db import make_engine, make_session_factory
+from service.platform.logs import configure_logging, log, request_id_from
+from service.platform.metrics import RequestTimer
+from service.webhooks import token_endpoint
+from service.webhooks import views as webhooks
+from service.webhooks.guard import install_failed_auth_limiter
 
 logger = logging.getLogger("jobhooks.app")
 

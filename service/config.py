@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from service.statuses import STATUS_CODES_BY_NAME
+from service.jobs.statuses import STATUS_CODES_BY_NAME
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/jobhooks.db"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024

@@ -9,11 +9,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.connection_statuses import connection_handlers
-from service.cross_source import CrossSourceRules
-from service.ingest import HandlersFor
-from service.job_commits import JobCommits
-from service.member_ingest import ConnectionHandlersFor
+from service.jobs.commits import JobCommits
+from service.jobs.ingest import HandlersFor
+from service.members.cross_source import CrossSourceRules
+from service.members.ingest import ConnectionHandlersFor
+from service.members.statuses import connection_handlers
 
 EXTENSION_KEY = "jobhooks"
 

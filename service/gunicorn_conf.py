@@ -21,7 +21,7 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
-logger_class = "service.gunicorn_logging.JsonLogger"
+logger_class = "service.platform.gunicorn_logging.JsonLogger"
 # Several masters may share a machine (web and bench, or N services); nothing here uses the socket.
 control_socket_disable = True
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -26,15 +26,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 
-from service import migrate
 from service.app import create_app
 from service.config import Settings
 from service.context import EXTENSION_KEY, AppState
-from service.db import make_session_factory
-from service.handlers.backoff import RetryPolicy
 from service.handlers.registry import load_handlers
-from service.models import Base
-from service.worker import Worker
+from service.outbox.backoff import RetryPolicy
+from service.outbox.worker import Worker
+from service.platform import migrations as migrate
+from service.platform.db import make_session_factory
+from service.platform.models import Base
 
 BASIC_USER = "mx"
 BASIC_PASSWORD = "mx-test-password"

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from service.models import Base
+from service.platform.models import Base
 
 Model = TypeVar("Model", bound=Base)
 

@@ -18,7 +18,7 @@ import requests
 from conftest import API_TOKEN, BASIC_PASSWORD, BASIC_USER
 from sqlalchemy.engine import Engine
 
-from service.db import make_engine
+from service.platform.db import make_engine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

@@ -12,9 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
-from service.connection_schemas import ConnectionStatusCallback
-from service.openapi import openapi_document
-from service.schemas import JobCallback
+from service.api.openapi import openapi_document
+from service.jobs.schemas import JobCallback
+from service.members.schemas import ConnectionStatusCallback
 
 CONTRACT_ENDPOINTS = [
     ("post", "/webhooks/mx/jobs"),

@@ -6,8 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.config import ConfigError, Settings
-from service.pagination import (
+from service.api.cursors import (
     CursorError,
     Position,
     cursor_key,
@@ -16,6 +15,7 @@ from service.pagination import (
     encode_cursor,
     page_of,
 )
+from service.config import ConfigError, Settings
 
 KEY = cursor_key(b"k" * 32)
 SCOPE = cursor_scope("jobs", {"status": [9]})

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from service.queries import stats_window, summarize_counts
+from service.jobs.queries import stats_window, summarize_counts
 
 PostJob = Callable[..., Any]
 WINDOW = "since=2026-11-25T10:00:00Z&until=2026-11-25T11:00:00Z"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
-from service.auth import (
+from service.webhooks.auth import (
     basic_auth_matches,
     basic_credentials,
     bearer_matches,

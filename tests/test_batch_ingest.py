@@ -14,13 +14,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.cross_source import CrossSourceRules
-from service.db import make_engine, make_session_factory, run_in_transaction
 from service.handlers.registry import handler_plan
-from service.ingest import HandlersFor, IngestResult, JobDelivery, Outcome, ingest_jobs
-from service.job_commits import job_batch_committer
-from service.models import HandlerRun, Job, JobEvent, MemberPrompt
-from service.schemas import JobCallback, validate_job
+from service.jobs.commits import job_batch_committer
+from service.jobs.ingest import HandlersFor, IngestResult, JobDelivery, Outcome, ingest_jobs
+from service.jobs.schemas import JobCallback, validate_job
+from service.members.cross_source import CrossSourceRules
+from service.platform.db import make_engine, make_session_factory, run_in_transaction
+from service.platform.models import HandlerRun, Job, JobEvent, MemberPrompt
 
 RECEIVED = datetime(2026, 11, 25, 10, 1, tzinfo=UTC)
 

@@ -22,8 +22,8 @@ from werkzeug.test import TestResponse
 
 from service.app import create_app
 from service.config import Settings
-from service.connection_statuses import CONNECTION_STATUSES
-from service.models import Member, MemberEvent, RejectedDelivery
+from service.members.statuses import CONNECTION_STATUSES
+from service.platform.models import Member, MemberEvent, RejectedDelivery
 
 URL = "/webhooks/mx/connection-status"
 MEMBER = "MBR-48d9a481-f2a2-7e13-2685-62869cf0d33a"
@@ -457,9 +457,9 @@ def test_identical_deliveries_racing_store_one_transition(
 def test_quarantined_body_replays_as_of_when_it_arrived(
     post_status: PostStatus, engine: Engine
 ) -> None:
-    from service.db import make_session_factory, transaction
     from service.handlers.registry import handler_plan
-    from service.quarantine import replay
+    from service.platform.db import make_session_factory, transaction
+    from service.webhooks.quarantine import replay
 
     assert post_status(status_body(connection_status_id="2")).status_code == 422
     [rejected] = rows(engine, RejectedDelivery)

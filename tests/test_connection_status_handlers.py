@@ -23,16 +23,16 @@ from test_handlers import NOTIFY_SECRET, drain
 
 from service.app import create_app
 from service.config import Settings
-from service.connection_schemas import validate_connection_status
-from service.connection_statuses import CONNECTION_STATUSES, connection_handlers
-from service.cross_source import CrossSourceRules
-from service.db import make_session_factory, transaction
 from service.handlers.registry import handler_plan
-from service.ingest import IngestResult, JobDelivery, ingest_job
-from service.member_ingest import MemberDelivery, ingest_member_event
-from service.models import HandlerRun, InstitutionAlert, MemberEvent
-from service.schemas import validate_job
-from service.worker import Worker
+from service.jobs.ingest import IngestResult, JobDelivery, ingest_job
+from service.jobs.schemas import validate_job
+from service.members.cross_source import CrossSourceRules
+from service.members.ingest import MemberDelivery, ingest_member_event
+from service.members.schemas import validate_connection_status
+from service.members.statuses import CONNECTION_STATUSES, connection_handlers
+from service.outbox.worker import Worker
+from service.platform.db import make_session_factory, transaction
+from service.platform.models import HandlerRun, InstitutionAlert, MemberEvent
 
 INSTITUTION = "INS-1572a04c-912b-59bf-5841-332c7dfafaef"
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)

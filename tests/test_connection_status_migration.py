@@ -9,8 +9,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import inspect, text
 from test_connection_status import URL, status_body
 
-from service import migrate
-from service.db import make_engine
+from service.platform import migrations as migrate
+from service.platform.db import make_engine
 
 BEFORE_MEMBERS = "0003_auth_failures"
 

@@ -19,8 +19,14 @@ from test_handlers import NOTIFY_SECRET, drain
 from test_ingest import assert_error_shape
 from werkzeug.test import TestResponse
 
-from service.models import HandlerRun, Member, MemberDataUpdate, MemberEvent, RejectedDelivery
-from service.worker import Worker
+from service.outbox.worker import Worker
+from service.platform.models import (
+    HandlerRun,
+    Member,
+    MemberDataUpdate,
+    MemberEvent,
+    RejectedDelivery,
+)
 
 URL = "/webhooks/mx/data-updates"
 ANY_URL = "/webhooks/mx"
@@ -406,9 +412,9 @@ def test_missing_credentials_are_refused_and_nothing_is_kept(
 
 def test_a_quarantined_update_replays_once_fixed(client: FlaskClient, engine: Engine) -> None:
     from service.config import Settings
-    from service.db import make_session_factory, transaction
     from service.handlers.registry import handler_plan
-    from service.quarantine import replay
+    from service.platform.db import make_session_factory, transaction
+    from service.webhooks.quarantine import replay
 
     assert post(client, update_body(completed_on="2018-13-01")).status_code == 422
     [rejected] = rows(engine, RejectedDelivery)

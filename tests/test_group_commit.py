@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from service.group_commit import GroupCommit
+from service.platform.group_commit import GroupCommit
 
 WAIT_SECONDS = 10
 

@@ -26,8 +26,8 @@ from standardwebhooks.webhooks import Webhook
 from werkzeug.test import TestResponse
 
 from service.context import EXTENSION_KEY
-from service.job_commits import job_commits
-from service.models import HandlerRun, Job, JobEvent, RejectedDelivery
+from service.jobs.commits import job_commits
+from service.platform.models import HandlerRun, Job, JobEvent, RejectedDelivery
 
 JOBS_URL = "/webhooks/mx/jobs"
 GUID = job_body()["guid"]

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from service.app import create_app
 from service.config import Settings
-from service.models import HandlerRun, Job, JobEvent
+from service.platform.models import HandlerRun, Job, JobEvent
 
 JOBS_URL = "/webhooks/mx/jobs"
 ROUNDS = 5

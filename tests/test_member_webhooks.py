@@ -20,8 +20,14 @@ from test_handlers import NOTIFY_SECRET, drain
 from test_ingest import assert_error_shape
 from werkzeug.test import TestResponse
 
-from service.models import HandlerRun, InstitutionAlert, Member, MemberEvent, RejectedDelivery
-from service.worker import Worker
+from service.outbox.worker import Worker
+from service.platform.models import (
+    HandlerRun,
+    InstitutionAlert,
+    Member,
+    MemberEvent,
+    RejectedDelivery,
+)
 
 URL = "/webhooks/mx/members"
 ANY_URL = "/webhooks/mx"

@@ -11,11 +11,11 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from service import migrate
-from service.checks import run_checks
-from service.db import make_engine
-from service.models import Base
-from service.schema_version import SCHEMA_HEAD
+from service.platform import migrations as migrate
+from service.platform.checks import run_checks
+from service.platform.db import make_engine
+from service.platform.models import Base
+from service.platform.schema_version import SCHEMA_HEAD
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_TABLES = set(Base.metadata.tables)

@@ -16,7 +16,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from service.app import create_app
 from service.config import Settings
 from service.context import EXTENSION_KEY
-from service.oauth import TOKEN_SALT, signing_key
+from service.webhooks.oauth import TOKEN_SALT, signing_key
 
 CLIENT_ID = "mx-client"
 CLIENT_SECRET = "mx-client-secret-value"

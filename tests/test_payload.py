@@ -10,9 +10,9 @@ import pytest
 from conftest import job_body
 
 from service.errors import MalformedJson, UnreadableBody, ValidationFailed
-from service.ingest import dedup_key
-from service.payload import MAX_NESTING, is_json_content_type, parse_json, read_limited
-from service.schemas import format_utc, parse_iso8601, validate_job
+from service.jobs.ingest import dedup_key
+from service.jobs.schemas import format_utc, parse_iso8601, validate_job
+from service.webhooks.payload import MAX_NESTING, is_json_content_type, parse_json, read_limited
 
 
 @pytest.mark.parametrize(

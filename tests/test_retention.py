@@ -14,8 +14,8 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from service.cli import cli
-from service.models import Job, JobEvent, MemberDataUpdate, MemberEvent, RejectedDelivery
-from service.retention import parse_age
+from service.platform.models import Job, JobEvent, MemberDataUpdate, MemberEvent, RejectedDelivery
+from service.webhooks.retention import parse_age
 
 
 def age_everything(engine: Engine, days: int) -> None:

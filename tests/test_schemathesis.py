@@ -14,9 +14,9 @@ from conftest import API_TOKEN, app_state, basic_header, bearer_header
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 
+from service.api.openapi import openapi_document
 from service.app import create_app
 from service.config import Settings
-from service.openapi import openapi_document
 
 FUZZ_EXAMPLES = 15 * int(os.environ.get("FUZZ_SCALE", "1"))
 OPERATIONS = [

@@ -27,7 +27,7 @@ from procfile import (
     serve_web,
 )
 
-from service.models import HandlerRun, Job, JobEvent, RejectedDelivery
+from service.platform.models import HandlerRun, Job, JobEvent, RejectedDelivery
 
 pytestmark = pytest.mark.serving
 

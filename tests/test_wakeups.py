@@ -7,8 +7,8 @@ import time
 
 from sqlalchemy import text
 
-from service.db import make_engine
-from service.wakeups import WakeUps
+from service.outbox.wakeups import WakeUps
+from service.platform.db import make_engine
 
 POLL_SECONDS = 5.0
 WAIT_SECONDS = 10

@@ -8,7 +8,7 @@ from typing import Any
 from conftest import FakeClock
 from prometheus_client import REGISTRY
 
-from service.worker import Worker
+from service.outbox.worker import Worker
 
 
 def sample(name: str, **labels: str) -> float:

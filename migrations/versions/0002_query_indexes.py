@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from service.migrate import outside_transaction
+from service.platform.migrations import outside_transaction
 
 revision = "0002_query_indexes"
 down_revision = "0001_initial_schema"

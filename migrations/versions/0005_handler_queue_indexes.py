@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from service.migrate import outside_transaction
+from service.platform.migrations import outside_transaction
 
 revision = "0005_handler_queue_indexes"
 down_revision = "0004_member_connection_statuses"

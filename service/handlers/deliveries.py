@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from standardwebhooks.webhooks import Webhook
 
-from service.logs import log
+from service.platform.logs import log
 
 if TYPE_CHECKING:  # only the worker sends; web processes never load requests
     import requests

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.connection_schemas import ConnectionStatusCallback
-from service.schemas import JobCallback
+from service.jobs.schemas import JobCallback
+from service.members.schemas import ConnectionStatusCallback
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,16 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.connection_schemas import ConnectionStatusCallback
 from service.handlers.event import (
     DataUpdateHandlerEvent,
     InstitutionOutage,
     MemberHandlerEvent,
     PreviousConnection,
 )
-from service.member_ingest import MemberEventKind
-from service.member_schemas import DataUpdateCallback
-from service.models import HandlerRun, Member, MemberDataUpdate, MemberEvent
+from service.members.ingest import MemberEventKind
+from service.members.schemas import ConnectionStatusCallback
+from service.members.webhook_schemas import DataUpdateCallback
+from service.platform.models import HandlerRun, Member, MemberDataUpdate, MemberEvent
 
 
 def member_handler_event(session: Session, run: HandlerRun) -> MemberHandlerEvent:

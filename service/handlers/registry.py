@@ -12,8 +12,8 @@ from service.config import ConfigError, Settings
 from service.handlers import alert, data_ready, mfa_prompt, user_action_required
 from service.handlers.deliveries import Clock, Delivery, HttpDelivery, LogDelivery, utc_now
 from service.handlers.event import Handler
-from service.logs import log
-from service.statuses import JOB_STATUSES
+from service.jobs.statuses import JOB_STATUSES
+from service.platform.logs import log
 
 if TYPE_CHECKING:
     import requests

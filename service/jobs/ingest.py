@@ -1,0 +1,442 @@
+"""The one function that turns a verified, validated job callback into committed rows."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, or_
+from sqlalchemy.orm import Session
+
+from service.jobs.schemas import JobCallback
+from service.jobs.statuses import status_name
+from service.members.cross_source import (
+    CHALLENGE_ENDING_JOB_STATUSES,
+    PROMPT_HANDLERS,
+    CrossSourceRules,
+    PromptRequest,
+    PromptSource,
+    end_prompts,
+    learn_institutions,
+    unprompted_many,
+)
+from service.platform.db import HANDLER_RUNS_CHANNEL, BulkWrite, insert_for_dialect, notify
+from service.platform.models import HandlerRun, Job, JobEvent, RejectedDelivery
+
+HandlersFor = Callable[[int], Sequence[str]]
+DEFAULT_RULES = CrossSourceRules()
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"  # became the job's current state
+    STALE = "stale"  # stored in history; a newer event is already current
+    DUPLICATE = "duplicate"  # already stored; nothing written
+
+
+@dataclass(frozen=True)
+class JobDelivery:
+    job: JobCallback
+    raw: dict[str, Any]
+    received_at: datetime
+    delivery_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: Outcome
+    event_id: int | None = None
+    handler_run_ids: list[int] = field(default_factory=list)
+
+
+def dedup_key(job: JobCallback) -> str:
+    """MX retries resend the same body: (guid, status, updated_at) names one status change."""
+    updated = job.updated_at.isoformat() if job.updated_at else ""
+    return hashlib.sha256(f"{job.guid}\x1f{job.status}\x1f{updated}".encode()).hexdigest()
+
+
+def ingest_job(
+    session: Session,
+    delivery: JobDelivery,
+    handlers_for: HandlersFor,
+    rules: CrossSourceRules = DEFAULT_RULES,
+) -> IngestResult:
+    """Store the event, move the current state forward if it is newest, queue its handlers.
+
+    Call inside one transaction: the caller commits before answering MX.
+    """
+    return ingest_jobs(session, [delivery], handlers_for, rules)[0]
+
+
+def ingest_jobs(
+    session: Session,
+    deliveries: Sequence[JobDelivery],
+    handlers_for: HandlersFor,
+    rules: CrossSourceRules = DEFAULT_RULES,
+) -> list[IngestResult]:
+    """ingest_job for many deliveries at once, with the outcomes of a one-by-one loop.
+
+    A few set-at-a-time statements serve the whole batch. Each round holds at most one delivery
+    per job, so a job's later delivery sees the rows its earlier one wrote, as it would alone.
+    The loop it matches takes the rounds in turn, each in arrival order: every job's deliveries
+    keep their order, and the deliveries of a batch arrived together, so any order among
+    different jobs is one in which they could have arrived.
+    """
+    results: list[IngestResult] = [IngestResult(Outcome.DUPLICATE)] * len(deliveries)
+    for positions in _rounds(deliveries):
+        round_results = _ingest_round(
+            session, [deliveries[i] for i in positions], handlers_for, rules
+        )
+        for position, result in zip(positions, round_results, strict=True):
+            results[position] = result
+    return results
+
+
+def _rounds(deliveries: Sequence[JobDelivery]) -> list[list[int]]:
+    """Positions grouped so that round n holds each job's n-th delivery, in arrival order."""
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for position, delivery in enumerate(deliveries):
+        occurrence = seen.get(delivery.job.guid, 0)
+        seen[delivery.job.guid] = occurrence + 1
+        if occurrence == len(rounds):
+            rounds.append([])
+        rounds[occurrence].append(position)
+    return rounds
+
+
+def _ingest_round(
+    session: Session,
+    deliveries: Sequence[JobDelivery],
+    handlers_for: HandlersFor,
+    rules: CrossSourceRules,
+) -> list[IngestResult]:
+    event_ids = _insert_events(session, deliveries)
+    stored = [
+        (delivery, event_id)
+        for delivery, event_id in zip(deliveries, event_ids, strict=True)
+        if event_id is not None
+    ]
+    learn_institutions(
+        session,
+        {
+            (delivery.job.member_guid, delivery.job.institution_guid)
+            for delivery, _ in stored
+            if delivery.job.member_guid is not None and delivery.job.institution_guid is not None
+        },
+    )
+    current = [
+        (delivery, event_id)
+        for (delivery, event_id), advanced in zip(
+            stored, _advance_current_states(session, stored), strict=True
+        )
+        if advanced
+    ]
+    handlers = _member_prompts(
+        session, [delivery for delivery, _ in current], handlers_for, rules.prompt_window
+    )
+    owed = [
+        OwedRuns(
+            RunOwner(
+                event_id=event_id, job_guid=delivery.job.guid, member_guid=delivery.job.member_guid
+            ),
+            wired,
+            delivery.received_at,
+        )
+        for (delivery, event_id), wired in zip(current, handlers, strict=True)
+    ]
+    run_ids = dict(
+        zip((event_id for _, event_id in current), queue_many(session, owed), strict=True)
+    )
+    results = []
+    for new_id in event_ids:
+        if new_id is None:
+            results.append(IngestResult(Outcome.DUPLICATE))
+        elif new_id in run_ids:
+            results.append(IngestResult(Outcome.ACCEPTED, new_id, run_ids[new_id]))
+        else:
+            results.append(IngestResult(Outcome.STALE, new_id))
+    return results
+
+
+def _member_prompts(
+    session: Session,
+    deliveries: Sequence[JobDelivery],
+    handlers_for: HandlersFor,
+    window: timedelta,
+) -> list[Sequence[str]]:
+    """The handlers each newly current event queues, after cross-source prompt de-duplication.
+
+    A job CHALLENGED and a connection-status CHALLENGED of one member prompt the user once.
+    Ending a member's challenge and claiming its prompt do not commute, so a member that does
+    both in one round is handled delivery by delivery, in arrival order; the rest in bulk.
+    """
+    wired = [handlers_for(delivery.job.status) for delivery in deliveries]
+    ending = {
+        delivery.job.member_guid
+        for delivery in deliveries
+        if delivery.job.member_guid is not None
+        and delivery.job.status in CHALLENGE_ENDING_JOB_STATUSES
+    }
+    prompting = [
+        position
+        for position, delivery in enumerate(deliveries)
+        if delivery.job.member_guid is not None and PROMPT_HANDLERS.intersection(wired[position])
+    ]
+    requests = [
+        PromptRequest(str(deliveries[p].job.member_guid), wired[p], deliveries[p].received_at)
+        for p in prompting
+    ]
+    if ending.isdisjoint(request.member_guid for request in requests):
+        end_prompts(session, ending)
+        granted = unprompted_many(session, requests, PromptSource.JOB, window)
+        for position, handlers in zip(prompting, granted, strict=True):
+            wired[position] = handlers
+        return wired
+    by_position = dict(zip(prompting, requests, strict=True))
+    for position, delivery in enumerate(deliveries):
+        if (
+            delivery.job.member_guid in ending
+            and delivery.job.status in CHALLENGE_ENDING_JOB_STATUSES
+        ):
+            end_prompts(session, [delivery.job.member_guid])
+        if position in by_position:
+            wired[position] = unprompted_many(
+                session, [by_position[position]], PromptSource.JOB, window
+            )[0]
+    return wired
+
+
+# Statements are built once per dialect with bound parameters and run through BulkWrite:
+# building and executing statements through the ORM costs more Python time than the database
+# needs to run them, and this is the hot path of every delivery.
+def _event_insert(dialect: str) -> Any:
+    # A unique key, not a read-then-write, so two racing copies of one delivery store one row.
+    events = JobEvent.__table__
+    return (
+        insert_for_dialect(dialect, events)
+        .values({name: bindparam(name) for name in EVENT_COLUMNS})
+        .on_conflict_do_nothing()
+        .returning(events.c.id)
+    )
+
+
+EVENT_COLUMNS = (
+    "job_guid",
+    "status",
+    "status_name",
+    "updated_at",
+    "received_at",
+    "dedup_key",
+    "delivery_id",
+    "payload",
+)
+JOB_COLUMNS = (
+    "guid",
+    "member_guid",
+    "user_guid",
+    "institution_guid",
+    "status",
+    "status_name",
+    "is_authenticated",
+    "error_message",
+    "created_at",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "current_event_id",
+    "received_at",
+    "first_received_at",
+)
+# A job never changes owner; a callback that omits an owner field must not erase it.
+JOB_OWNER_COLUMNS = ("member_guid", "user_guid", "institution_guid", "created_at")
+
+
+def _job_upsert(dialect: str) -> Any:
+    """Upsert the job row only if this event is at least as new as the stored one."""
+    jobs = Job.__table__
+    insert = insert_for_dialect(dialect, jobs).values(
+        {name: bindparam(name) for name in JOB_COLUMNS}
+    )
+    excluded = insert.excluded
+    changes: dict[str, Any] = {
+        name: excluded[name] for name in JOB_COLUMNS if name not in ("guid", "first_received_at")
+    }
+    for owner in JOB_OWNER_COLUMNS:
+        changes[owner] = func.coalesce(excluded[owner], jobs.c[owner])
+    newer_or_same = or_(
+        jobs.c.updated_at.is_(None),
+        and_(excluded.updated_at.is_not(None), excluded.updated_at >= jobs.c.updated_at),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[jobs.c.guid], set_=changes, where=newer_or_same
+    ).returning(jobs.c.guid)
+
+
+def _run_insert(dialect: str) -> Any:
+    runs = HandlerRun.__table__
+    return (
+        insert_for_dialect(dialect, runs)
+        .values({name: bindparam(name) for name in RUN_COLUMNS})
+        .on_conflict_do_nothing()
+        .returning(runs.c.id)
+    )
+
+
+RUN_COLUMNS = (
+    "event_id",
+    "job_guid",
+    "member_event_id",
+    "data_update_id",
+    "member_guid",
+    "context",
+    "handler",
+    "state",
+    "attempts",
+    "due_at",
+    "idempotency_key",
+    "created_at",
+    "updated_at",
+)
+EVENT_INSERT = BulkWrite(_event_insert)
+JOB_UPSERT = BulkWrite(_job_upsert)
+RUN_INSERT = BulkWrite(_run_insert)
+
+
+def _insert_events(session: Session, deliveries: Sequence[JobDelivery]) -> list[int | None]:
+    """Each delivery's new event id, or None where the unique keys found it already stored."""
+    rows = [
+        {
+            "job_guid": delivery.job.guid,
+            "status": delivery.job.status,
+            "status_name": status_name(delivery.job.status, delivery.job.status_name),
+            "updated_at": delivery.job.updated_at,
+            "received_at": delivery.received_at,
+            "dedup_key": dedup_key(delivery.job),
+            "delivery_id": delivery.delivery_id,
+            "payload": delivery.raw,
+        }
+        for delivery in deliveries
+    ]
+    return [returned[0][0] if returned else None for returned in EVENT_INSERT.run(session, rows)]
+
+
+def _advance_current_states(
+    session: Session, stored: Sequence[tuple[JobDelivery, int]]
+) -> list[bool]:
+    """For each event, whether it became its job's current state."""
+    rows = [
+        {
+            "guid": delivery.job.guid,
+            "member_guid": delivery.job.member_guid,
+            "user_guid": delivery.job.user_guid,
+            "institution_guid": delivery.job.institution_guid,
+            "status": delivery.job.status,
+            "status_name": status_name(delivery.job.status, delivery.job.status_name),
+            "is_authenticated": delivery.job.is_authenticated,
+            "error_message": delivery.job.error_message,
+            "created_at": delivery.job.created_at,
+            "started_at": delivery.job.started_at,
+            "updated_at": delivery.job.updated_at,
+            "finished_at": delivery.job.finished_at,
+            "current_event_id": event_id,
+            "received_at": delivery.received_at,
+            "first_received_at": delivery.received_at,
+        }
+        for delivery, event_id in stored
+    ]
+    return [bool(returned) for returned in JOB_UPSERT.run(session, rows)]
+
+
+@dataclass(frozen=True)
+class RunOwner:
+    """What a run is owed to: a job event (event_id), a member event (member_event_id) or a data
+    update (data_update_id)."""
+
+    event_id: int | None = None
+    job_guid: str | None = None
+    member_event_id: int | None = None
+    data_update_id: int | None = None
+    member_guid: str | None = None
+    context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class OwedRuns:
+    """The handler runs one event owes, due from `now`."""
+
+    owner: RunOwner
+    handlers: Sequence[str]
+    now: datetime
+
+
+def queue_runs(
+    session: Session, owner: RunOwner, handlers: Sequence[str], now: datetime
+) -> list[int]:
+    return queue_many(session, [OwedRuns(owner, handlers, now)])[0]
+
+
+def queue_many(session: Session, owed: Sequence[OwedRuns]) -> list[list[int]]:
+    """The transactional outbox: runs are rows committed together with the events that owe them.
+
+    Returns each OwedRuns' new run ids, in order.
+    """
+    rows = [
+        {
+            "event_id": runs.owner.event_id,
+            "job_guid": runs.owner.job_guid,
+            "member_event_id": runs.owner.member_event_id,
+            "data_update_id": runs.owner.data_update_id,
+            "member_guid": runs.owner.member_guid,
+            "context": runs.owner.context,
+            "handler": handler,
+            "state": "pending",
+            "attempts": 0,
+            "due_at": runs.now,
+            "idempotency_key": f"msg_{uuid.uuid4().hex}",
+            "created_at": runs.now,
+            "updated_at": runs.now,
+        }
+        for runs in owed
+        for handler in runs.handlers
+    ]
+    returned = iter(RUN_INSERT.run(session, rows))
+    run_ids = [[row[0] for _ in runs.handlers for row in next(returned)] for runs in owed]
+    if any(run_ids):
+        notify(session, HANDLER_RUNS_CHANNEL)
+    return run_ids
+
+
+@dataclass(frozen=True)
+class Rejection:
+    endpoint: str
+    status_code: int
+    reason: str
+    details: list[dict[str, str]]
+    content_type: str | None
+    delivery_id: str | None
+    body: bytes
+    body_truncated: bool
+    received_at: datetime
+
+
+def quarantine(session: Session, rejection: Rejection) -> int:
+    """Keep an authenticated body we refused, so nothing MX sent is lost."""
+    row = RejectedDelivery(
+        endpoint=rejection.endpoint,
+        received_at=rejection.received_at,
+        status_code=rejection.status_code,
+        reason=rejection.reason,
+        details=rejection.details,
+        content_type=rejection.content_type,
+        delivery_id=rejection.delivery_id,
+        body=rejection.body,
+        body_truncated=rejection.body_truncated,
+    )
+    session.add(row)
+    session.flush()
+    return row.id

@@ -1,0 +1,288 @@
+"""Read-side queries over jobs, events, handler runs and rejected deliveries, as plain functions.
+
+Lists are keyset-paginated, never OFFSET: each page is one index range scan starting just past the
+last row served, so page 10,000 costs what page 1 does.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
+from sqlalchemy.orm import Session
+
+from service.api.cursors import Position, page_of
+from service.jobs.schemas import (
+    EventOut,
+    HandlerRunOut,
+    InstitutionStatsOut,
+    JobDetailOut,
+    JobFilters,
+    JobOut,
+    RejectedDeliveryOut,
+    StatsOut,
+    StatusCountOut,
+)
+from service.jobs.statuses import status_name
+from service.platform.db import UTCDateTime
+from service.platform.models import HandlerRun, Job, JobEvent, RejectedDelivery
+
+DEFAULT_STATS_WINDOW = timedelta(hours=1)
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut.model_validate(job, from_attributes=True)
+
+
+def job_detail(session: Session, guid: str) -> JobDetailOut | None:
+    """One round trip: each row is (job, event, one of the event's handler runs or None).
+
+    Every job row has at least its current event, so no rows means no such job.
+    """
+    rows = session.execute(job_with_history(guid)).all()
+    if not rows:
+        return None
+    job = rows[0][0]
+    events = list({event.id: event for _, event, _ in rows}.values())
+    runs = sorted({run.id: run for _, _, run in rows if run is not None}.values(), key=_run_id)
+    return JobDetailOut(
+        job=job_out(job),
+        history=[
+            EventOut(
+                id=event.id,
+                status=event.status,
+                status_name=event.status_name,
+                updated_at=event.updated_at,
+                received_at=event.received_at,
+                current=event.id == job.current_event_id,
+                payload=event.payload,
+            )
+            for event in events
+        ],
+        handler_runs=[HandlerRunOut.model_validate(run, from_attributes=True) for run in runs],
+    )
+
+
+def job_with_history(guid: str) -> Select[Job, JobEvent, HandlerRun | None]:
+    """History oldest first; events MX sent without updated_at first of all, in arrival order.
+
+    Handler runs hang off the event that owes them, so joining them multiplies no rows but the
+    few events with more than one handler.
+    """
+    return (
+        select(Job, JobEvent, HandlerRun)
+        .join(JobEvent, JobEvent.job_guid == Job.guid)
+        .outerjoin(HandlerRun, HandlerRun.event_id == JobEvent.id)
+        .where(Job.guid == guid)
+        .order_by(JobEvent.updated_at.asc().nulls_first(), JobEvent.id.asc())
+    )
+
+
+def _run_id(run: HandlerRun) -> int:
+    return run.id
+
+
+# Jobs, newest first.
+
+
+def job_position(job: Job) -> Position:
+    return Position(job.updated_at, job.guid)
+
+
+def list_jobs(
+    session: Session, filters: JobFilters, after: Position | None, limit: int
+) -> tuple[list[Job], Position | None]:
+    """One page of jobs, newest first by (updated_at, guid), both descending.
+
+    Jobs whose updated_at is NULL sort as the oldest: they come after every dated job, among
+    themselves by guid descending, and a time filter (updated_since / updated_before) leaves them
+    out since they have no time to compare. The page is read as two index range scans rather than
+    one OR, which would stop either from being an index scan: dated jobs past the cursor first,
+    then, once those run out, undated ones (a second round trip only on a list's last page).
+
+    A walk with next_cursor never serves a job twice and serves every job whose updated_at stays
+    put, even while events arrive: new jobs and jobs moved forward by a newer event land ahead of
+    the cursor, late (older) events do not move a job. A job moved forward before the walk reached
+    it is served by the next walk; a client keeping in sync starts that one with updated_since
+    set to when the previous walk began.
+    """
+    rows: list[Job] = []
+    if after is None or after.at is not None:
+        rows = list(session.scalars(dated_jobs(filters, after, limit + 1)))
+    # One statement (UNION ALL) would save this round trip, but building the subqueries costs
+    # SQLAlchemy more time than the round trip does.
+    if len(rows) <= limit and filters.updated_since is None and filters.updated_before is None:
+        after_guid = str(after.key) if after is not None and after.at is None else None
+        rows += session.scalars(undated_jobs(filters, after_guid, limit + 1 - len(rows)))
+    return page_of(rows, limit, job_position)
+
+
+def dated_jobs(filters: JobFilters, after: Position | None, limit: int) -> Select[Job]:
+    conditions = [*_job_conditions(filters), Job.updated_at.is_not(None)]
+    if after is not None:
+        # A row comparison is one index condition; PostgreSQL turns the OR spelling into a filter.
+        after_key = (literal(after.at, UTCDateTime()), literal(str(after.key)))
+        conditions.append(tuple_(Job.updated_at, Job.guid) < tuple_(*after_key))
+    return (
+        select(Job).where(*conditions).order_by(Job.updated_at.desc(), Job.guid.desc()).limit(limit)
+    )
+
+
+def undated_jobs(filters: JobFilters, after_guid: str | None, limit: int) -> Select[Job]:
+    conditions = [*_job_conditions(filters), Job.updated_at.is_(None)]
+    if after_guid is not None:
+        conditions.append(Job.guid < after_guid)
+    # updated_at is NULL in every row here, so ordering by it changes nothing, but it is what
+    # lets PostgreSQL read the rows in order off the (..., updated_at, guid) index, unsorted.
+    return (
+        select(Job).where(*conditions).order_by(Job.updated_at.desc(), Job.guid.desc()).limit(limit)
+    )
+
+
+def _job_conditions(filters: JobFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [
+        column == value
+        for column, value in (
+            (Job.member_guid, filters.member_guid),
+            (Job.user_guid, filters.user_guid),
+            (Job.institution_guid, filters.institution_guid),
+        )
+        if value is not None
+    ]
+    if filters.status:
+        conditions.append(Job.status.in_(filters.status))
+    if filters.updated_since is not None:
+        conditions.append(Job.updated_at >= filters.updated_since)
+    if filters.updated_before is not None:
+        conditions.append(Job.updated_at < filters.updated_before)
+    return conditions
+
+
+# Status counts for an operator's window.
+
+
+def stats_window(
+    since: datetime | None, until: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """The last hour unless told otherwise; `since` alone means from then until now."""
+    end = until or now
+    return since or end - DEFAULT_STATS_WINDOW, end
+
+
+def status_counts_statement(
+    since: datetime, until: datetime, statuses: Sequence[int]
+) -> Select[str | None, int, str | None, int]:
+    """Events (status changes) in [since, until) per (institution, status).
+
+    The institution is looked up per event by primary key rather than joined: a join lets the
+    planner hash the whole jobs table, and the cost would then grow with history, not the window.
+    """
+    institution = select(Job.institution_guid).where(Job.guid == JobEvent.job_guid)
+    conditions = [JobEvent.updated_at >= since, JobEvent.updated_at < until]
+    if statuses:
+        conditions.append(JobEvent.status.in_(statuses))
+    events = (
+        select(
+            JobEvent.status,
+            JobEvent.status_name,
+            institution.scalar_subquery().label("institution_guid"),
+        )
+        .where(*conditions)
+        .subquery()
+    )
+    return select(
+        events.c.institution_guid,
+        events.c.status,
+        func.max(events.c.status_name),
+        func.count(),
+    ).group_by(events.c.institution_guid, events.c.status)
+
+
+def job_stats(
+    session: Session, since: datetime, until: datetime, statuses: Sequence[int], top: int
+) -> StatsOut:
+    rows = session.execute(status_counts_statement(since, until, statuses)).all()
+    return summarize_counts(rows, since, until, top)
+
+
+def summarize_counts(
+    rows: Iterable[tuple[str | None, int, str | None, int]],
+    since: datetime,
+    until: datetime,
+    top: int,
+) -> StatsOut:
+    """Fold (institution, status, name, count) rows into per-status totals and the busiest
+    institutions, each with its own per-status breakdown."""
+    by_status: dict[int, int] = defaultdict(int)
+    names: dict[int, str | None] = {}
+    by_institution: dict[str | None, dict[int, int]] = defaultdict(dict)
+    for institution, code, name, count in rows:
+        by_status[code] += count
+        names[code] = status_name(code, name)
+        by_institution[institution][code] = count
+
+    def counts(per_status: dict[int, int]) -> list[StatusCountOut]:
+        ordered = sorted(per_status.items(), key=lambda item: (-item[1], item[0]))
+        return [StatusCountOut(status=c, status_name=names[c], count=n) for c, n in ordered]
+
+    institutions = sorted(
+        by_institution.items(), key=lambda item: (-sum(item[1].values()), item[0] or "")
+    )
+    return StatsOut(
+        since=since,
+        until=until,
+        total=sum(by_status.values()),
+        by_status=counts(by_status),
+        by_institution=[
+            InstitutionStatsOut(
+                institution_guid=institution,
+                count=sum(per_status.values()),
+                by_status=counts(per_status),
+            )
+            for institution, per_status in institutions[:top]
+        ],
+    )
+
+
+# Quarantined bodies, newest first.
+
+
+def rejected_position(row: RejectedDelivery) -> Position:
+    return Position(row.received_at, row.id)
+
+
+def list_rejected_deliveries(
+    session: Session, after: Position | None, limit: int
+) -> tuple[list[RejectedDelivery], Position | None]:
+    statement = select(RejectedDelivery)
+    if after is not None:
+        after_key = (literal(after.at, UTCDateTime()), literal(int(after.key)))
+        statement = statement.where(
+            tuple_(RejectedDelivery.received_at, RejectedDelivery.id) < tuple_(*after_key)
+        )
+    statement = statement.order_by(
+        RejectedDelivery.received_at.desc(), RejectedDelivery.id.desc()
+    ).limit(limit + 1)
+    return page_of(list(session.scalars(statement)), limit, rejected_position)
+
+
+def rejected_delivery_out(row: RejectedDelivery) -> RejectedDeliveryOut:
+    body = row.body
+    return RejectedDeliveryOut(
+        id=row.id,
+        endpoint=row.endpoint,
+        received_at=row.received_at,
+        status_code=row.status_code,
+        reason=row.reason,
+        details=row.details,
+        content_type=row.content_type,
+        delivery_id=row.delivery_id,
+        # An operator reads the text; replaying needs the exact bytes, invalid UTF-8 included.
+        body_text=body.decode("utf-8", errors="replace") if body is not None else None,
+        body_base64=base64.b64encode(body).decode() if body is not None else None,
+        body_truncated=row.body_truncated,
+        replayed_at=row.replayed_at,
+    )

@@ -1,0 +1,162 @@
+"""Read-side queries over members and their connection-status history, as plain functions.
+
+Lists are keyset-paginated like the job lists: newest event_at first, guid breaking ties.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, Select, literal, select, tuple_
+from sqlalchemy.orm import Session
+
+from service.api.cursors import Position, page_of
+from service.jobs.schemas import HandlerRunOut
+from service.members.schemas import DataUpdateOut, MemberEventOut, MemberFilters, MemberOut
+from service.members.statuses import connection_status
+from service.platform.db import UTCDateTime
+from service.platform.models import HandlerRun, Member, MemberDataUpdate, MemberEvent
+
+
+def member_out(member: Member) -> MemberOut:
+    known = connection_status(member.connection_status_id, member.connection_status)
+    return MemberOut(
+        guid=member.guid,
+        user_guid=member.user_guid,
+        institution_guid=member.institution_guid,
+        institution_code=member.institution_code,
+        connection_status_id=member.connection_status_id,
+        connection_status=member.connection_status,
+        connection_status_message=member.connection_status_message,
+        end_user_actionable=known.end_user_actionable if known else False,
+        deleted_at=member.deleted_at,
+        event_at=member.event_at,
+        received_at=member.received_at,
+        first_received_at=member.first_received_at,
+    )
+
+
+def member_event_out(event: MemberEvent, current_event_id: int) -> MemberEventOut:
+    return MemberEventOut(
+        id=event.id,
+        source=event.kind,
+        action=event.action,
+        connection_status_id=event.connection_status_id,
+        connection_status=event.connection_status,
+        connection_status_message=event.connection_status_message,
+        event_at=event.event_at,
+        event_at_source=event.event_at_source,
+        received_at=event.received_at,
+        current=event.id == current_event_id,
+        callback_payload=event.callback_payload,
+        payload=event.payload,
+    )
+
+
+def member_with_history(
+    session: Session, guid: str
+) -> tuple[MemberOut, list[MemberEventOut]] | None:
+    """One round trip: every member row has at least its current event, so no rows, no member."""
+    rows = session.execute(
+        select(Member, MemberEvent)
+        .join(MemberEvent, MemberEvent.member_guid == Member.guid)
+        .where(Member.guid == guid)
+        .order_by(MemberEvent.event_at.asc(), MemberEvent.id.asc())
+    ).all()
+    if not rows:
+        return None
+    member = rows[0][0]
+    return member_out(member), [
+        member_event_out(event, member.current_event_id) for _, event in rows
+    ]
+
+
+MEMBER_RUNS_LIMIT = 100
+
+
+def member_handler_runs(session: Session, guid: str) -> list[HandlerRunOut]:
+    """The member's latest runs, oldest first: its own and those of its jobs' events."""
+    latest = (
+        select(HandlerRun)
+        .where(HandlerRun.member_guid == guid)
+        .order_by(HandlerRun.id.desc())
+        .limit(MEMBER_RUNS_LIMIT)
+    )
+    runs = sorted(session.scalars(latest), key=lambda run: run.id)
+    return [HandlerRunOut.model_validate(run, from_attributes=True) for run in runs]
+
+
+def data_update_out(update: MemberDataUpdate) -> DataUpdateOut:
+    return DataUpdateOut(
+        id=update.id,
+        member_guid=update.member_guid,
+        user_guid=update.user_guid,
+        type=update.data_type,
+        action=update.action,
+        completed_at=update.completed_at,
+        completed_on=update.completed_on,
+        received_at=update.received_at,
+        payload=update.payload,
+    )
+
+
+def list_data_updates(
+    session: Session, member_guid: str, after: Position | None, limit: int
+) -> tuple[list[MemberDataUpdate], Position | None]:
+    """One page of a member's data updates, newest first by (event_at, id), both descending."""
+    conditions = [MemberDataUpdate.member_guid == member_guid]
+    if after is not None:
+        after_key = (literal(after.at, UTCDateTime()), literal(int(after.key)))
+        conditions.append(
+            tuple_(MemberDataUpdate.event_at, MemberDataUpdate.id) < tuple_(*after_key)
+        )
+    statement = (
+        select(MemberDataUpdate)
+        .where(*conditions)
+        .order_by(MemberDataUpdate.event_at.desc(), MemberDataUpdate.id.desc())
+        .limit(limit + 1)
+    )
+    return page_of(
+        list(session.scalars(statement)),
+        limit,
+        lambda update: Position(update.event_at, update.id),
+    )
+
+
+def member_position(member: Member) -> Position:
+    return Position(member.event_at, member.guid)
+
+
+def list_members(
+    session: Session, filters: MemberFilters, after: Position | None, limit: int
+) -> tuple[list[Member], Position | None]:
+    """One page of members, newest first by (event_at, guid), both descending."""
+    return page_of(
+        list(session.scalars(members_page(filters, after, limit + 1))), limit, member_position
+    )
+
+
+def members_page(filters: MemberFilters, after: Position | None, limit: int) -> Select[Member]:
+    conditions = _member_conditions(filters)
+    if after is not None:
+        # A row comparison is one index condition, as for jobs.
+        after_key = (literal(after.at, UTCDateTime()), literal(str(after.key)))
+        conditions.append(tuple_(Member.event_at, Member.guid) < tuple_(*after_key))
+    return (
+        select(Member)
+        .where(*conditions)
+        .order_by(Member.event_at.desc(), Member.guid.desc())
+        .limit(limit)
+    )
+
+
+def _member_conditions(filters: MemberFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [
+        column == value
+        for column, value in (
+            (Member.user_guid, filters.user_guid),
+            (Member.institution_guid, filters.institution_guid),
+        )
+        if value is not None
+    ]
+    if filters.connection_status:
+        conditions.append(Member.connection_status_id.in_(filters.connection_status))
+    return conditions

@@ -1,0 +1,362 @@
+"""The worker: claim a due handler run, run it under a lease, record success, retry or death."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import FrameType
+from typing import Any
+
+import requests
+from prometheus_client import start_http_server
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Settings
+from service.handlers.deliveries import Clock, outbound_session, utc_now
+from service.handlers.event import AnyHandlerEvent, Handler
+from service.handlers.registry import handler_plan, load_handlers
+from service.outbox.backoff import RetryPolicy
+from service.outbox.queue import (
+    JobHistories,
+    any_due,
+    claim_due,
+    handler_event,
+    job_histories,
+    mark_all_succeeded,
+    mark_failed,
+    release,
+    renew_leases,
+)
+from service.outbox.wakeups import WakeUps
+from service.platform.db import (
+    HANDLER_RUNS_CHANNEL,
+    listener_for,
+    make_engine,
+    make_session_factory,
+    transaction,
+)
+from service.platform.logs import log
+from service.platform.metrics import HANDLER_LAG, HANDLER_RUNS_FINISHED
+from service.platform.models import HandlerRun
+
+logger = logging.getLogger("jobhooks.worker")
+
+# After a database error the loop waits this long, doubling up to the cap, before trying again.
+DATABASE_RETRY_SECONDS = 1.0
+DATABASE_RETRY_CAP_SECONDS = 30.0
+# Runs one claim loop takes at a time. Under a burst, one claim and one transaction serve eight
+# runs instead of one each; when idle a claim finds one or two, so nothing waits behind a batch.
+CLAIM_BATCH = 8
+
+
+def new_worker_id() -> str:
+    """Unique per process, readable in the table: which machine and process holds a lease."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Worker:
+    sessions: sessionmaker[Session]
+    handlers: Mapping[str, Handler]
+    policy: RetryPolicy
+    lease_seconds: float
+    worker_id: str = field(default_factory=new_worker_id)
+    clock: Clock = utc_now
+    # Uniform in [0, 1): the jitter draw, injectable so tests can fix the schedule.
+    jitter: Callable[[], float] = random.random
+    # Runs taken per claim: one statement and transaction serve them all, run one after another.
+    claim_batch: int = 1
+    _found_work: bool = field(default=False, init=False)
+    _next_take_over: float = field(default=0.0, init=False)
+
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """Claim up to claim_batch due runs and run them in turn; how many it claimed."""
+        # Runs of a lost worker are due only after a whole lease, so they are looked for twice a
+        # lease, not on every claim; the look ahead of a claim is only for pending runs.
+        take_over = time.monotonic() >= self._next_take_over
+        if take_over:
+            self._next_take_over = time.monotonic() + self.lease_seconds / 2
+        elif not self._found_work:
+            # Idle: a read-only look first, so an idle poll takes no write lock (SQLite has one),
+            # in its own transaction: on SQLite a read that later tries to write can fail outright.
+            with transaction(self.sessions) as session:
+                if not any_due(session, self.clock()):
+                    return 0
+        # One claim statement and one transaction for the batch, not one per run.
+        with transaction(self.sessions) as session:
+            claimed = claim_due(
+                session,
+                self.worker_id,
+                self.clock(),
+                self.lease_seconds,
+                self.claim_batch,
+                take_over=take_over,
+            )
+            histories = job_histories(session, claimed)
+            events = [_load_event(session, run, histories) for run in claimed]
+        self._found_work = bool(claimed)
+        succeeded: list[HandlerRun] = []
+        try:
+            with self._lease([run.id for run in claimed]):
+                for position, (run, event) in enumerate(zip(claimed, events, strict=True)):
+                    if stop is not None and stop.is_set():
+                        # Shutting down between claim and start: hand back what has not started.
+                        self._release(claimed[position:])
+                        break
+                    if self._start(run, event):
+                        succeeded.append(run)
+        finally:
+            # Successes are recorded together: a crash before this repeats them (same idempotency
+            # key), which at-least-once delivery allows; failures were recorded one by one.
+            self._record_successes(succeeded)
+        return len(claimed)
+
+    def _start(self, run: HandlerRun, event: AnyHandlerEvent | str) -> bool:
+        """Run it; True when it succeeded (recorded later), else its failure is recorded now."""
+        if run.attempts > self.policy.max_attempts:
+            # Every attempt so far ended with its worker gone; crashing another one proves nothing.
+            self._record_failure(run, "the worker running it was lost on every attempt")
+            return False
+        log(logger, "handler run started", worker_id=self.worker_id, **_fields(run))
+        HANDLER_LAG.labels(handler=run.handler).observe(
+            max(0.0, (self.clock() - run.due_at).total_seconds())
+        )
+        error = self._execute(run, event)
+        if error is not None:
+            self._record_failure(run, error)
+        return error is None
+
+    def _release(self, runs: list[HandlerRun]) -> None:
+        with transaction(self.sessions) as session:
+            for run in runs:
+                release(session, run.id, self.worker_id, self.clock())
+        for run in runs:
+            log(logger, "handler run released", **_fields(run))
+
+    def _execute(self, run: HandlerRun, event: AnyHandlerEvent | str) -> str | None:
+        """Run the handler; its failure, whatever it is, becomes the run's error, not ours."""
+        handler = self.handlers.get(run.handler)
+        if handler is None:
+            return f"no handler named {run.handler!r} is registered"
+        if isinstance(event, str):
+            return event
+        try:
+            handler(event)
+        except Exception as error:  # user code may raise anything; all of it is a failed attempt
+            return f"{type(error).__name__}: {error}"
+        return None
+
+    def _record_successes(self, runs: list[HandlerRun]) -> None:
+        if not runs:
+            return
+        with transaction(self.sessions) as session:
+            kept = mark_all_succeeded(
+                session, [run.id for run in runs], self.worker_id, self.clock()
+            )
+        for run in runs:
+            if run.id not in kept:
+                _lease_lost(run)
+                continue
+            HANDLER_RUNS_FINISHED.labels(handler=run.handler, result="succeeded").inc()
+            log(logger, "handler run succeeded", error=None, retry_in_seconds=None, **_fields(run))
+
+    def _record_failure(self, run: HandlerRun, error: str) -> None:
+        now = self.clock()
+        delay = self.policy.delay(run.attempts, self.jitter)
+        retry_at = None if delay is None else now + timedelta(seconds=delay)
+        with transaction(self.sessions) as session:
+            kept = mark_failed(session, run.id, self.worker_id, now, error, retry_at)
+        if not kept:
+            _lease_lost(run)
+            return
+        HANDLER_RUNS_FINISHED.labels(
+            handler=run.handler, result="dead" if delay is None else "failed"
+        ).inc()
+        log(
+            logger,
+            "handler run dead" if delay is None else "handler run retry scheduled",
+            logging.WARNING,
+            error=error,
+            retry_in_seconds=delay,
+            **_fields(run),
+        )
+
+    @contextmanager
+    def _lease(self, run_ids: list[int]) -> Iterator[None]:
+        """Keep extending the leases of a claimed batch while it runs, so only a dead worker
+        loses them; a finished run is no longer held and drops out by itself."""
+        done = threading.Event()
+
+        def keep() -> None:
+            while not done.wait(self.lease_seconds / 3):
+                until = self.clock() + timedelta(seconds=self.lease_seconds)
+                try:
+                    with transaction(self.sessions) as session:
+                        held = renew_leases(session, run_ids, self.worker_id, until)
+                except SQLAlchemyError as error:
+                    # The next renewal may succeed; if none does, the leases expire as designed.
+                    log(logger, "lease renewal failed", logging.WARNING, error=type(error).__name__)
+                    continue
+                if not held:
+                    # Another worker holds them now; _record will find each gone and say so.
+                    return
+
+        if not run_ids:
+            yield
+            return
+        keeper = threading.Thread(target=keep, name=f"lease-{run_ids[0]}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
+
+
+def _load_event(
+    session: Session, run: HandlerRun, histories: JobHistories
+) -> AnyHandlerEvent | str:
+    """The run's typed event, or why it cannot be built (then the attempt fails, not the worker)."""
+    try:
+        return handler_event(session, run, histories)
+    except ValidationError as error:
+        schema = (
+            "connection-status"
+            if run.member_event_id is not None
+            else "data-update"
+            if run.data_update_id is not None
+            else "job"
+        )
+        return f"stored event no longer matches the {schema} schema: {error.error_count()} errors"
+
+
+def _lease_lost(run: HandlerRun) -> None:
+    # Our lease ran out and another worker took the run; its outcome is the one that counts.
+    log(logger, "handler run lease lost", logging.WARNING, **_fields(run))
+
+
+def _fields(run: HandlerRun) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "handler": run.handler,
+        "job_guid": run.job_guid,
+        "member_guid": run.member_guid,
+        "attempt": run.attempts,
+        "idempotency_key": run.idempotency_key,
+    }
+
+
+def serve(worker: Worker, stop: threading.Event, wakeups: WakeUps, poll: float) -> None:
+    """Run due work until `stop`; when idle, wait for a wake-up or the poll interval."""
+    backoff = DATABASE_RETRY_SECONDS
+    while not stop.is_set():
+        try:
+            claimed = worker.run_once(stop)
+        except SQLAlchemyError as error:
+            # The database is away: nothing is lost (runs are rows), so wait and try again.
+            log(
+                logger,
+                "database unavailable",
+                logging.ERROR,
+                error=type(error).__name__,
+                retry_in_seconds=backoff,
+            )
+            stop.wait(backoff)
+            backoff = min(backoff * 2, DATABASE_RETRY_CAP_SECONDS)
+            continue
+        backoff = DATABASE_RETRY_SECONDS
+        if claimed >= worker.claim_batch:
+            wakeups.nudge()  # a full batch: there may be more, for an idle loop to take
+        elif not claimed:
+            wakeups.wait(poll)
+
+
+def run_worker(settings: Settings) -> None:
+    # Refuse to start on a plan naming an unknown handler, exactly as the web process does.
+    handler_plan(settings)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log(logger, "worker stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    concurrency = settings.worker_concurrency
+    engine = make_engine(settings.database_url, pool_size=concurrency + 1, relaxed_commits=True)
+    sessions = make_session_factory(engine)
+    if settings.worker_metrics_port:
+        # Workers may run on machines without a web process: each serves its own lag and attempts.
+        start_http_server(settings.worker_metrics_port)
+    # Handlers spend their time waiting on HTTP, so one process runs several claim loops in
+    # threads; each is a worker of its own (id, lease, HTTP session), and SKIP LOCKED claims
+    # keep them from ever taking the same run.
+    loops = [_claim_loop(settings, sessions) for _ in range(concurrency)]
+    wakeups = WakeUps(listener_for(settings.database_url, HANDLER_RUNS_CHANNEL), stop, concurrency)
+    log(
+        logger,
+        "worker started",
+        worker_ids=[loop.worker.worker_id for loop in loops],
+        handlers=sorted(loops[0].worker.handlers),
+        database=engine.dialect.name,
+        wake_up="listen" if wakeups.listening else "poll",
+        poll_seconds=settings.worker_poll_seconds,
+        concurrency=concurrency,
+        metrics_port=settings.worker_metrics_port,
+    )
+    threads = [
+        threading.Thread(
+            target=serve,
+            args=(loop.worker, stop, wakeups, settings.worker_poll_seconds),
+            name=f"claim-loop-{index}",
+        )
+        for index, loop in enumerate(loops)
+    ]
+    try:
+        wakeups.start()
+        for thread in threads:
+            thread.start()
+        # The main thread only waits, so SIGTERM is handled at once; each loop finishes its run.
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(timeout=0.5)
+    finally:
+        stop.set()
+        wakeups.close()
+        for loop in loops:
+            loop.close()
+        engine.dispose()
+    log(logger, "worker stopped", worker_ids=[loop.worker.worker_id for loop in loops])
+
+
+@dataclass
+class _ClaimLoop:
+    worker: Worker
+    http: requests.Session
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _claim_loop(settings: Settings, sessions: sessionmaker[Session]) -> _ClaimLoop:
+    http = outbound_session()
+    worker = Worker(
+        sessions=sessions,
+        handlers=load_handlers(settings, http),
+        policy=RetryPolicy(settings.handler_retry_base_seconds, settings.handler_max_attempts),
+        lease_seconds=settings.handler_lease_seconds,
+        claim_batch=CLAIM_BATCH,
+    )
+    return _ClaimLoop(worker, http)

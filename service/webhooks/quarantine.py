@@ -1,0 +1,110 @@
+"""Quarantined deliveries: list them; replay one (as stored, or fixed) through the normal ingest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.errors import RejectedBody
+from service.jobs.ingest import DEFAULT_RULES, HandlersFor, IngestResult, JobDelivery, ingest_job
+from service.jobs.schemas import validate_job
+from service.members.cross_source import CrossSourceRules
+from service.members.data_updates import DataUpdateDelivery, ingest_data_update
+from service.members.ingest import MemberDelivery, ingest_member_event
+from service.members.schemas import validate_connection_status
+from service.members.statuses import connection_handlers
+from service.members.webhook_schemas import validate_data_update, validate_member
+from service.platform.models import RejectedDelivery
+from service.webhooks.kinds import ANY_KIND_ENDPOINT, WebhookKind, webhook_kind
+from service.webhooks.payload import parse_json
+
+REPLAYABLE_ENDPOINTS = frozenset({*WebhookKind, ANY_KIND_ENDPOINT})
+
+
+class ReplayRefused(Exception):
+    """The delivery cannot be replayed: unknown, already replayed, or still invalid."""
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    rejected_id: int
+    result: IngestResult
+
+
+def list_rejected(session: Session, limit: int, include_replayed: bool) -> list[RejectedDelivery]:
+    statement = select(RejectedDelivery).order_by(RejectedDelivery.id.desc()).limit(limit)
+    if not include_replayed:
+        statement = statement.where(RejectedDelivery.replayed_at.is_(None))
+    return list(session.scalars(statement))
+
+
+def replay(
+    session: Session,
+    rejected_id: int,
+    handlers_for: HandlersFor,
+    fixed_body: bytes | None = None,
+    rules: CrossSourceRules = DEFAULT_RULES,
+) -> ReplayOutcome:
+    """Validate and ingest the stored (or corrected) body as if MX had just sent it."""
+    rejected = session.get(RejectedDelivery, rejected_id, with_for_update=True)
+    if rejected is None:
+        raise ReplayRefused(f"no quarantined delivery with id {rejected_id}")
+    if rejected.replayed_at is not None:
+        raise ReplayRefused(
+            f"delivery {rejected_id} was already replayed at {rejected.replayed_at}"
+        )
+    if rejected.endpoint not in REPLAYABLE_ENDPOINTS:
+        raise ReplayRefused(f"deliveries to {rejected.endpoint!r} cannot be replayed here")
+    body = fixed_body if fixed_body is not None else rejected.body
+    if body is None:
+        raise ReplayRefused(f"the body of delivery {rejected_id} was purged; pass a fixed body")
+    if fixed_body is None and rejected.body_truncated:
+        raise ReplayRefused(f"delivery {rejected_id} was cut at the size limit; pass a fixed body")
+    now = datetime.now(UTC)
+    try:
+        document = parse_json(body)
+        result = _ingest(session, rejected, document, now, handlers_for, rules)
+    except RejectedBody as error:
+        problems = "; ".join(f"{p.field or 'body'}: {p.message}" for p in error.details)
+        raise ReplayRefused(
+            f"still invalid: {error.message}{' — ' + problems if problems else ''}"
+        ) from None
+    rejected.replayed_at = now
+    return ReplayOutcome(rejected_id, result)
+
+
+def _ingest(
+    session: Session,
+    rejected: RejectedDelivery,
+    document: Any,
+    now: datetime,
+    handlers_for: HandlersFor,
+    rules: CrossSourceRules,
+) -> IngestResult:
+    """As the endpoint it was sent to would have. Member bodies have no time of their own: they
+    happened when MX sent them, not now, so a newer status that arrived meanwhile stays current."""
+    endpoint = rejected.endpoint
+    kind = webhook_kind(document) if endpoint == ANY_KIND_ENDPOINT else WebhookKind(endpoint)
+    delivery_id = rejected.delivery_id
+    if kind is WebhookKind.JOBS:
+        job, raw = validate_job(document)
+        delivery = JobDelivery(job=job, raw=raw, received_at=now, delivery_id=delivery_id)
+        return ingest_job(session, delivery, handlers_for, rules)
+    if kind is WebhookKind.DATA_UPDATES:
+        update, raw = validate_data_update(document)
+        return ingest_data_update(
+            session, DataUpdateDelivery(update, raw, rejected.received_at, delivery_id)
+        )
+    if kind is WebhookKind.CONNECTION_STATUS:
+        callback, raw = validate_connection_status(document)
+        report = callback.report()
+    else:
+        report, raw = validate_member(document)
+    member_delivery = MemberDelivery(
+        report=report, raw=raw, received_at=rejected.received_at, delivery_id=delivery_id
+    )
+    return ingest_member_event(session, member_delivery, connection_handlers, rules)

@@ -1,0 +1,76 @@
+"""Failed-authentication limiting per client address, shared by every process through the database.
+
+Each failure increments a per-address counter for the current fixed window with one upsert, so N
+web processes on M machines see one global count. A process that sees the count over the limit
+remembers the block in memory until the window ends and refuses that address before looking at its
+credentials, so guessing stops even when a guess would have been right. Successful requests never
+touch the table.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from service.platform.db import insert_for
+from service.platform.models import AuthFailure
+
+MAX_REMEMBERED_BLOCKS = 10_000
+
+
+class FailedAuthLimiter:
+    def __init__(self, limit: int, window_seconds: int) -> None:
+        self.limit = limit
+        self.window = timedelta(seconds=window_seconds)
+        self._blocked_until: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def window_start(self, now: datetime) -> datetime:
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        windows = (now - epoch) // self.window
+        return epoch + windows * self.window
+
+    def blocked_for(self, address: str, now: datetime) -> int:
+        """Seconds this address must wait, or 0 when it may try."""
+        with self._lock:
+            until = self._blocked_until.get(address)
+            if until is None:
+                return 0
+            if until <= now:
+                del self._blocked_until[address]
+                return 0
+            return max(1, int((until - now).total_seconds()))
+
+    def record_failure(self, session: Session, address: str, now: datetime) -> bool:
+        """Count one failure; True when the address is now over the limit (and blocked here)."""
+        start = self.window_start(now)
+        insert = insert_for(session, AuthFailure)
+        statement = (
+            insert.values(client_address=address, window_start=start, failures=1)
+            .on_conflict_do_update(
+                index_elements=[AuthFailure.client_address, AuthFailure.window_start],
+                set_={"failures": AuthFailure.failures + 1},
+            )
+            .returning(AuthFailure.failures)
+        )
+        failures = session.execute(statement).scalar_one()
+        if failures <= self.limit:
+            return False
+        with self._lock:
+            if len(self._blocked_until) >= MAX_REMEMBERED_BLOCKS:
+                self._forget_expired(now)
+            self._blocked_until[address] = start + self.window
+        return True
+
+    def _forget_expired(self, now: datetime) -> None:
+        expired = [address for address, until in self._blocked_until.items() if until <= now]
+        for address in expired:
+            del self._blocked_until[address]
+
+
+def purge_auth_failures(session: Session, before: datetime) -> int:
+    result = session.execute(delete(AuthFailure).where(AuthFailure.window_start < before))
+    return int(getattr(result, "rowcount", 0) or 0)

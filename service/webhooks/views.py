@@ -1,0 +1,311 @@
+"""Blueprint for MX's POSTs: authenticate, read, validate, ingest, answer 204 after the commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from service.config import Settings
+from service.context import current_state
+from service.errors import (
+    ApiError,
+    FieldProblem,
+    PayloadTooLarge,
+    RejectedBody,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from service.jobs.ingest import IngestResult, JobDelivery, Rejection, quarantine
+from service.jobs.schemas import validate_job
+from service.members.data_updates import DataUpdateDelivery, ingest_data_update
+from service.members.ingest import MemberDelivery, MemberReport, ingest_member_event
+from service.members.schemas import validate_connection_status
+from service.members.webhook_schemas import validate_data_update, validate_member
+from service.platform.db import run_in_transaction
+from service.platform.logs import log
+from service.platform.metrics import record_webhook
+from service.platform.models import GUID_LENGTH
+from service.webhooks.auth import (
+    BASIC_CHALLENGE,
+    SIGNATURE_HEADERS,
+    basic_auth_matches,
+    has_signature_headers,
+    signature_matches,
+)
+from service.webhooks.kinds import ANY_KIND_ENDPOINT, WebhookKind, webhook_kind
+from service.webhooks.oauth import signing_key, token_is_valid
+from service.webhooks.payload import is_json_content_type, parse_json, read_limited
+
+bp = Blueprint("webhooks", __name__)
+logger = logging.getLogger("jobhooks.webhooks")
+
+
+@dataclass(frozen=True)
+class Arrival:
+    delivery_id: str | None
+    received_at: datetime
+    # webhook-timestamp, only when a Standard Webhooks signature over it was verified.
+    signed_at: datetime | None = None
+    # X-CALLBACK-PAYLOAD: MX repeats what the partner set on the Create/Update Member request.
+    callback_payload: str | None = None
+
+
+# Validates a parsed body and commits it; returns only once its rows are committed.
+Accept = Callable[[Any, Arrival], IngestResult]
+
+
+@bp.post("/webhooks/mx/jobs")
+def receive_job() -> Response:
+    return _receive(WebhookKind.JOBS, _accept_job)
+
+
+@bp.post("/webhooks/mx/connection-status")
+def receive_connection_status() -> Response:
+    return _receive(WebhookKind.CONNECTION_STATUS, _accept_connection_status)
+
+
+@bp.post("/webhooks/mx/members")
+def receive_member() -> Response:
+    return _receive(WebhookKind.MEMBERS, _accept_member)
+
+
+@bp.post("/webhooks/mx/data-updates")
+def receive_data_update() -> Response:
+    return _receive(WebhookKind.DATA_UPDATES, _accept_data_update)
+
+
+@bp.post("/webhooks/mx")
+def receive_any() -> Response:
+    """For those who register one URL for every MX webhook: routed by the body's shape."""
+    return _receive(ANY_KIND_ENDPOINT, _accept_any)
+
+
+def _accept_job(document: Any, arrival: Arrival) -> IngestResult:
+    job, raw = validate_job(document)
+    delivery = JobDelivery(
+        job=job, raw=raw, received_at=arrival.received_at, delivery_id=arrival.delivery_id
+    )
+    # Committed together with the other job callbacks this process is receiving at this moment.
+    result = current_state().job_commits.submit(delivery)
+    log(
+        logger,
+        "job callback",
+        job_guid=job.guid,
+        member_guid=job.member_guid,
+        status=job.status,
+        outcome=result.outcome.value,
+        event_id=result.event_id,
+        handler_runs=len(result.handler_run_ids),
+    )
+    return result
+
+
+def _accept_connection_status(document: Any, arrival: Arrival) -> IngestResult:
+    callback, raw = validate_connection_status(document)
+    return _accept_member_report(callback.report(), raw, arrival)
+
+
+def _accept_member(document: Any, arrival: Arrival) -> IngestResult:
+    report, raw = validate_member(document)
+    return _accept_member_report(report, raw, arrival)
+
+
+def _accept_member_report(report: MemberReport, raw: Any, arrival: Arrival) -> IngestResult:
+    delivery = MemberDelivery(
+        report=report,
+        raw=raw,
+        received_at=arrival.received_at,
+        delivery_id=arrival.delivery_id,
+        signed_at=arrival.signed_at,
+        callback_payload=arrival.callback_payload,
+    )
+    state = current_state()
+    result = run_in_transaction(
+        state.sessions,
+        lambda session: ingest_member_event(
+            session, delivery, state.connection_handlers_for, state.cross_source_rules
+        ),
+    )
+    log(
+        logger,
+        f"{report.kind.value} callback",
+        member_guid=report.member_guid,
+        connection_status_id=report.connection_status_id,
+        connection_status=report.connection_status,
+        action=report.action,
+        outcome=result.outcome.value,
+        event_id=result.event_id,
+        handler_runs=len(result.handler_run_ids),
+    )
+    return result
+
+
+def _accept_data_update(document: Any, arrival: Arrival) -> IngestResult:
+    update, raw = validate_data_update(document)
+    delivery = DataUpdateDelivery(
+        update=update, raw=raw, received_at=arrival.received_at, delivery_id=arrival.delivery_id
+    )
+    result = run_in_transaction(
+        current_state().sessions, lambda session: ingest_data_update(session, delivery)
+    )
+    log(
+        logger,
+        "data updated callback",
+        member_guid=update.member_guid,
+        data_type=update.type,
+        outcome=result.outcome.value,
+        data_update_id=result.event_id,
+        handler_runs=len(result.handler_run_ids),
+    )
+    return result
+
+
+ACCEPT_BY_KIND: dict[WebhookKind, Accept] = {
+    WebhookKind.JOBS: _accept_job,
+    WebhookKind.CONNECTION_STATUS: _accept_connection_status,
+    WebhookKind.MEMBERS: _accept_member,
+    WebhookKind.DATA_UPDATES: _accept_data_update,
+}
+
+
+def _accept_any(document: Any, arrival: Arrival) -> IngestResult:
+    return ACCEPT_BY_KIND[webhook_kind(document)](document, arrival)
+
+
+def _receive(endpoint: str, accept: Accept) -> Response:
+    state = current_state()
+    received_at = datetime.now(UTC)
+    try:
+        body, too_large, signed_at = _read_authenticated_body(state.settings)
+    except Unauthorized:
+        record_webhook(endpoint, "unauthorized")
+        raise
+    delivery_id = request.headers.get("webhook-id") or None
+    callback_payload = _storable_text(request.headers.get("X-CALLBACK-PAYLOAD"))
+    try:
+        document = _checked_document(body, too_large, delivery_id, state.settings)
+        result = accept(document, Arrival(delivery_id, received_at, signed_at, callback_payload))
+    except RejectedBody as rejection:
+        _quarantine(endpoint, rejection, body, too_large, delivery_id, received_at)
+        record_webhook(endpoint, "rejected", rejection.code)
+        raise
+    # Counted only after the commit: a rolled-back delivery was not accepted.
+    record_webhook(endpoint, result.outcome.value)
+    return Response(status=204)
+
+
+def _read_authenticated_body(settings: Settings) -> tuple[bytes, bool, datetime | None]:
+    """Authenticate before parsing anything; a signature needs the body, the others do not.
+
+    Also returns the signing time when a signature was verified (connection statuses use it).
+    """
+    limit = settings.max_body_bytes
+    signed_headers = {name: request.headers.get(name, "") for name in SIGNATURE_HEADERS}
+    signed = bool(settings.signing_secrets) and has_signature_headers(signed_headers)
+    if _header_credentials_pass(request.headers.get("Authorization"), settings):
+        body, too_large = read_limited(request.stream, limit, request.content_length)
+        verified = (
+            signed
+            and not too_large
+            and signature_matches(body, signed_headers, settings.signing_secrets)
+        )
+        return body, too_large, _signature_time(signed_headers) if verified else None
+    if signed:
+        body, too_large = read_limited(request.stream, limit, request.content_length)
+        if too_large:
+            # Too big to verify: refuse without quarantining bytes nobody vouched for.
+            raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+        if signature_matches(body, signed_headers, settings.signing_secrets):
+            return body, too_large, _signature_time(signed_headers)
+    challenge = BASIC_CHALLENGE if settings.basic_auth else None
+    raise Unauthorized("valid webhook credentials are required", challenge)
+
+
+def _signature_time(signed_headers: Mapping[str, str]) -> datetime | None:
+    """webhook-timestamp (Unix seconds); the verifier already checked it is recent."""
+    try:
+        return datetime.fromtimestamp(int(signed_headers["webhook-timestamp"]), UTC)
+    except (KeyError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _header_credentials_pass(authorization: str | None, settings: Settings) -> bool:
+    """HTTP Basic, a bearer token from our OAuth token endpoint, or an explicitly open dev setup."""
+    if basic_auth_matches(authorization, settings.basic_auth):
+        return True
+    if settings.oauth_clients and token_is_valid(
+        authorization,
+        settings.oauth_clients,
+        signing_key(settings.secret_key_setting, settings.oauth_clients),
+        settings.oauth_token_ttl_seconds,
+    ):
+        return True
+    return settings.allow_unauthenticated and not settings.has_ingest_credentials
+
+
+def _checked_document(
+    body: bytes, too_large: bool, delivery_id: str | None, settings: Settings
+) -> Any:
+    if too_large:
+        raise PayloadTooLarge(settings.max_body_bytes)
+    content_type = request.headers.get("Content-Type", "")
+    if not is_json_content_type(content_type):
+        raise UnsupportedMediaType(content_type)
+    if delivery_id is not None and len(delivery_id) > GUID_LENGTH:
+        raise ValidationFailed(
+            [FieldProblem("webhook-id", f"header is longer than {GUID_LENGTH} characters")]
+        )
+    if delivery_id is not None and "\x00" in delivery_id:
+        raise ValidationFailed([FieldProblem("webhook-id", "header contains a NUL character")])
+    return parse_json(body)
+
+
+def _quarantine(
+    endpoint: str,
+    rejection: RejectedBody,
+    body: bytes,
+    too_large: bool,
+    delivery_id: str | None,
+    received_at: datetime,
+) -> None:
+    state = current_state()
+    rejected = Rejection(
+        endpoint=endpoint,
+        status_code=rejection.status,
+        reason=rejection.code,
+        details=[problem.as_dict() for problem in rejection.details],
+        content_type=_storable_header(request.headers.get("Content-Type")),
+        delivery_id=_storable_header(delivery_id),
+        body=body,
+        body_truncated=too_large,
+        received_at=received_at,
+    )
+    rejected_id = run_in_transaction(state.sessions, lambda session: quarantine(session, rejected))
+    log(
+        logger,
+        "callback quarantined",
+        level=logging.WARNING,
+        endpoint=endpoint,
+        reason=rejection.code,
+        status_code=rejection.status,
+        rejected_delivery_id=rejected_id,
+    )
+
+
+def _storable_header(value: str | None) -> str | None:
+    """A header as the quarantine can keep it: PostgreSQL text refuses NUL, the column holds 255."""
+    text = _storable_text(value)
+    return text[:GUID_LENGTH] if text else None
+
+
+def _storable_text(value: str | None) -> str | None:
+    """A header as a text column can keep it: PostgreSQL text refuses NUL."""
+    if not value:
+        return None
+    return value.replace("\x00", "\\u0000")
