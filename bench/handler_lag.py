@@ -37,8 +37,9 @@ from compare import WrkResult, parse_wrk
 from receivers import authorization_header, ensure_database, served_service
 from sqlalchemy import create_engine, select
 
+from service.jobs.models import Job
+from service.outbox.models import HandlerRun
 from service.platform.db import UTCDateTime
-from service.platform.models import HandlerRun, Job
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

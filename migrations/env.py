@@ -7,10 +7,10 @@ from sqlalchemy import Connection
 
 from service.config import Settings
 from service.platform.db import make_engine
-from service.platform.models import Base
+from service.platform.models import all_models
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = all_models().metadata
 
 
 def database_url() -> str:

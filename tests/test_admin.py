@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
-from service.platform.models import HandlerRun
+from service.outbox.models import HandlerRun
 
 
 def make_dead(

@@ -16,11 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import Settings
 from service.handlers.registry import handler_plan
 from service.jobs.commits import job_batch_committer
-from service.jobs.ingest import HandlersFor, IngestResult, JobDelivery, Outcome, ingest_jobs
+from service.jobs.ingest import HandlersFor, JobDelivery, ingest_jobs
+from service.jobs.models import Job, JobEvent
 from service.jobs.schemas import JobCallback, validate_job
 from service.members.cross_source import CrossSourceRules
+from service.members.models import MemberPrompt
+from service.outbox.models import HandlerRun
 from service.platform.db import make_engine, make_session_factory, run_in_transaction
-from service.platform.models import HandlerRun, Job, JobEvent, MemberPrompt
+from service.platform.outcomes import IngestResult, Outcome
 
 RECEIVED = datetime(2026, 11, 25, 10, 1, tzinfo=UTC)
 

@@ -15,8 +15,9 @@ from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
 
 from service.cli import cli
+from service.members.models import MemberEvent
+from service.outbox.models import HandlerRun
 from service.outbox.worker import Worker
-from service.platform.models import HandlerRun, MemberEvent
 
 NOTIFY_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 MEMBER_URL = "/webhooks/mx/connection-status"

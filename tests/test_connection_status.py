@@ -22,8 +22,9 @@ from werkzeug.test import TestResponse
 
 from service.app import create_app
 from service.config import Settings
+from service.members.models import Member, MemberEvent
 from service.members.statuses import CONNECTION_STATUSES
-from service.platform.models import Member, MemberEvent, RejectedDelivery
+from service.webhooks.models import RejectedDelivery
 
 URL = "/webhooks/mx/connection-status"
 MEMBER = "MBR-48d9a481-f2a2-7e13-2685-62869cf0d33a"

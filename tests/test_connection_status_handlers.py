@@ -24,15 +24,17 @@ from test_handlers import NOTIFY_SECRET, drain
 from service.app import create_app
 from service.config import Settings
 from service.handlers.registry import handler_plan
-from service.jobs.ingest import IngestResult, JobDelivery, ingest_job
+from service.jobs.ingest import JobDelivery, ingest_job
 from service.jobs.schemas import validate_job
 from service.members.cross_source import CrossSourceRules
 from service.members.ingest import MemberDelivery, ingest_member_event
+from service.members.models import InstitutionAlert, MemberEvent
 from service.members.schemas import validate_connection_status
 from service.members.statuses import CONNECTION_STATUSES, connection_handlers
+from service.outbox.models import HandlerRun
 from service.outbox.worker import Worker
 from service.platform.db import make_session_factory, transaction
-from service.platform.models import HandlerRun, InstitutionAlert, MemberEvent
+from service.platform.outcomes import IngestResult
 
 INSTITUTION = "INS-1572a04c-912b-59bf-5841-332c7dfafaef"
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)

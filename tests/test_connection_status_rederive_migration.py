@@ -15,9 +15,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from service.app import create_app
 from service.config import Settings
+from service.members.models import Member, MemberEvent
 from service.platform import migrations as migrate
 from service.platform.db import make_engine
-from service.platform.models import Member, MemberEvent
 
 BEFORE_0006 = "0005_handler_queue_indexes"
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)

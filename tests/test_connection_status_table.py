@@ -13,8 +13,9 @@ from db_rows import count, rows
 from flask.testing import FlaskClient
 from sqlalchemy.engine import Engine
 
+from service.members.models import Member, MemberEvent
 from service.members.statuses import CONNECTION_STATUSES
-from service.platform.models import HandlerRun, Member, MemberEvent
+from service.outbox.models import HandlerRun
 
 URL = "/webhooks/mx/connection-status"
 MEMBER = "MBR-48d9a481-f2a2-7e13-2685-62869cf0d33a"

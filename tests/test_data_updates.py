@@ -19,14 +19,10 @@ from test_handlers import NOTIFY_SECRET, drain
 from test_ingest import assert_error_shape
 from werkzeug.test import TestResponse
 
+from service.members.models import Member, MemberDataUpdate, MemberEvent
+from service.outbox.models import HandlerRun
 from service.outbox.worker import Worker
-from service.platform.models import (
-    HandlerRun,
-    Member,
-    MemberDataUpdate,
-    MemberEvent,
-    RejectedDelivery,
-)
+from service.webhooks.models import RejectedDelivery
 
 URL = "/webhooks/mx/data-updates"
 ANY_URL = "/webhooks/mx"

@@ -23,7 +23,7 @@ from werkzeug.test import TestResponse
 
 from service.app import create_app
 from service.config import Settings
-from service.platform.models import JobEvent
+from service.jobs.models import JobEvent
 
 # Nothing listens on port 1, so every connection attempt is refused at once.
 DEAD_POSTGRESQL_URL = "postgresql+psycopg://postgres@127.0.0.1:1/jobhooks_a"

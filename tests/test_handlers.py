@@ -12,8 +12,8 @@ from db_rows import rows
 from sqlalchemy.engine import Engine
 from standardwebhooks.webhooks import Webhook
 
+from service.outbox.models import HandlerRun
 from service.outbox.worker import Worker
-from service.platform.models import HandlerRun
 
 NOTIFY_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 JOB_GUID = "JOB-6f1c2e0a-4d6b-4c1e-9b7a-1a2b3c4d5e6f"
@@ -233,7 +233,7 @@ def test_a_job_with_a_purged_payload_still_runs_from_the_stored_columns(
 ) -> None:
     from sqlalchemy import update
 
-    from service.platform.models import JobEvent
+    from service.jobs.models import JobEvent
 
     post_job(status=2, status_name="CHALLENGED")
     with engine.begin() as connection:

@@ -18,8 +18,8 @@ from service.config import ConfigError, Settings
 from service.handlers import HandlerEvent, registry
 from service.handlers.deliveries import HttpDelivery, utc_now
 from service.handlers.registry import ENTRY_POINT_GROUP, handler_plan, load_handlers
+from service.outbox.models import HandlerRun
 from service.outbox.worker import Worker
-from service.platform.models import HandlerRun
 
 NOTIFY_ONLY = "whsec_bm90aWZ5LW9ubHktc2VjcmV0LWtleQ=="
 

@@ -27,7 +27,9 @@ from werkzeug.test import TestResponse
 
 from service.context import EXTENSION_KEY
 from service.jobs.commits import job_commits
-from service.platform.models import HandlerRun, Job, JobEvent, RejectedDelivery
+from service.jobs.models import Job, JobEvent
+from service.outbox.models import HandlerRun
+from service.webhooks.models import RejectedDelivery
 
 JOBS_URL = "/webhooks/mx/jobs"
 GUID = job_body()["guid"]

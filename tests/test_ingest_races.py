@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 
 from service.app import create_app
 from service.config import Settings
-from service.platform.models import HandlerRun, Job, JobEvent
+from service.jobs.models import Job, JobEvent
+from service.outbox.models import HandlerRun
 
 JOBS_URL = "/webhooks/mx/jobs"
 ROUNDS = 5

@@ -20,14 +20,10 @@ from test_handlers import NOTIFY_SECRET, drain
 from test_ingest import assert_error_shape
 from werkzeug.test import TestResponse
 
+from service.members.models import InstitutionAlert, Member, MemberEvent
+from service.outbox.models import HandlerRun
 from service.outbox.worker import Worker
-from service.platform.models import (
-    HandlerRun,
-    InstitutionAlert,
-    Member,
-    MemberEvent,
-    RejectedDelivery,
-)
+from service.webhooks.models import RejectedDelivery
 
 URL = "/webhooks/mx/members"
 ANY_URL = "/webhooks/mx"

@@ -17,7 +17,9 @@ from db_rows import count, rows
 from procfile import HTTP_TIMEOUT_SECONDS, Served, run_jobhooks, serve_web
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.platform.models import Job, MemberDataUpdate, MemberEvent, RejectedDelivery
+from service.jobs.models import Job
+from service.members.models import MemberDataUpdate, MemberEvent
+from service.webhooks.models import RejectedDelivery
 
 pytestmark = pytest.mark.serving
 

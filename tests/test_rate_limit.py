@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from service.app import create_app
 from service.config import Settings
 from service.context import EXTENSION_KEY
-from service.platform.models import AuthFailure
+from service.webhooks.models import AuthFailure
 
 LIMIT = 3
 

@@ -14,7 +14,9 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from service.cli import cli
-from service.platform.models import Job, JobEvent, MemberDataUpdate, MemberEvent, RejectedDelivery
+from service.jobs.models import Job, JobEvent
+from service.members.models import MemberDataUpdate, MemberEvent
+from service.webhooks.models import RejectedDelivery
 from service.webhooks.retention import parse_age
 
 

@@ -27,7 +27,9 @@ from procfile import (
     serve_web,
 )
 
-from service.platform.models import HandlerRun, Job, JobEvent, RejectedDelivery
+from service.jobs.models import Job, JobEvent
+from service.outbox.models import HandlerRun
+from service.webhooks.models import RejectedDelivery
 
 pytestmark = pytest.mark.serving
 

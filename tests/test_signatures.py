@@ -16,7 +16,8 @@ from standardwebhooks.webhooks import Webhook
 
 from service.app import create_app
 from service.config import Settings
-from service.platform.models import JobEvent, RejectedDelivery
+from service.jobs.models import JobEvent
+from service.webhooks.models import RejectedDelivery
 
 NEW_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 OTHER_SECRET = "whsec_dGhpcyBpcyBub3Qgb3VyIHNlY3JldCBhdCBhbGw="

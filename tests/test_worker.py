@@ -15,10 +15,10 @@ from sqlalchemy.engine import Engine
 from service.handlers import HandlerEvent
 from service.handlers.deliveries import utc_now
 from service.outbox.backoff import RetryPolicy
+from service.outbox.models import HandlerRun
 from service.outbox.queue import claim_next, mark_failed, mark_succeeded
 from service.outbox.worker import Worker
 from service.platform.db import make_session_factory, transaction
-from service.platform.models import HandlerRun
 
 
 def test_backoff_ceiling_doubles_from_the_base_and_is_capped() -> None:
@@ -140,7 +140,7 @@ def test_runs_are_claimed_oldest_due_first(
 def test_a_stored_event_that_no_longer_validates_fails_the_attempt_not_the_worker(
     post_job: Callable[..., Any], make_worker: Callable[..., Worker], engine: Engine
 ) -> None:
-    from service.platform.models import JobEvent
+    from service.jobs.models import JobEvent
 
     post_job(status=2)
     with engine.begin() as connection:

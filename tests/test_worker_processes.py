@@ -17,7 +17,7 @@ from conftest import Sink
 from db_rows import rows
 from sqlalchemy.engine import Engine
 
-from service.platform.models import HandlerRun
+from service.outbox.models import HandlerRun
 
 WORKER = str(Path(sys.executable).parent / "jobhooks")
 NOTIFY_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"

@@ -124,7 +124,8 @@ def runs() -> None:
 def runs_list(state: str | None, job_guid: str | None, limit: int, as_json: bool) -> None:
     """Newest first: id, state, handler, attempts, next due time, job and last error."""
     from service.jobs.schemas import HandlerRunOut
-    from service.outbox.queue import RunState, list_runs
+    from service.outbox.models import RunState
+    from service.outbox.queue import list_runs
 
     with _session() as session:
         found = list_runs(session, RunState(state) if state else None, job_guid, limit)

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.platform.models import HandlerRun, Job, JobEvent
+from service.jobs.models import Job, JobEvent
+from service.outbox.models import HandlerRun
 
 RECENT_JOBS = 50
 DEAD_RUNS_SHOWN = 50

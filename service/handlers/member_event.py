@@ -13,9 +13,10 @@ from service.handlers.event import (
     PreviousConnection,
 )
 from service.members.ingest import MemberEventKind
+from service.members.models import Member, MemberDataUpdate, MemberEvent
 from service.members.schemas import ConnectionStatusCallback
 from service.members.webhook_schemas import DataUpdateCallback
-from service.platform.models import HandlerRun, Member, MemberDataUpdate, MemberEvent
+from service.outbox.models import HandlerRun
 
 
 def member_handler_event(session: Session, run: HandlerRun) -> MemberHandlerEvent:

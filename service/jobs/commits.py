@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.jobs.ingest import HandlersFor, IngestResult, JobDelivery, ingest_jobs
+from service.jobs.ingest import HandlersFor, JobDelivery, ingest_jobs
 from service.members.cross_source import CrossSourceRules
 from service.platform.db import run_in_transaction
 from service.platform.group_commit import CommitBatch, GroupCommit
+from service.platform.outcomes import IngestResult
 
 # Enough to absorb a burst from every connection a web worker serves; a bigger batch only holds
 # the first request in it longer.

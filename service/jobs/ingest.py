@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_
 from sqlalchemy.orm import Session
 
+from service.jobs.models import Job, JobEvent
 from service.jobs.schemas import JobCallback
 from service.jobs.statuses import status_name
 from service.members.cross_source import (
@@ -25,17 +24,12 @@ from service.members.cross_source import (
     learn_institutions,
     unprompted_many,
 )
-from service.platform.db import HANDLER_RUNS_CHANNEL, BulkWrite, insert_for_dialect, notify
-from service.platform.models import HandlerRun, Job, JobEvent, RejectedDelivery
+from service.outbox.enqueue import OwedRuns, RunOwner, queue_many
+from service.platform.db import BulkWrite, insert_for_dialect
+from service.platform.outcomes import IngestResult, Outcome
 
 HandlersFor = Callable[[int], Sequence[str]]
 DEFAULT_RULES = CrossSourceRules()
-
-
-class Outcome(StrEnum):
-    ACCEPTED = "accepted"  # became the job's current state
-    STALE = "stale"  # stored in history; a newer event is already current
-    DUPLICATE = "duplicate"  # already stored; nothing written
 
 
 @dataclass(frozen=True)
@@ -44,13 +38,6 @@ class JobDelivery:
     raw: dict[str, Any]
     received_at: datetime
     delivery_id: str | None = None
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    outcome: Outcome
-    event_id: int | None = None
-    handler_run_ids: list[int] = field(default_factory=list)
 
 
 def dedup_key(job: JobCallback) -> str:
@@ -277,34 +264,8 @@ def _job_upsert(dialect: str) -> Any:
     ).returning(jobs.c.guid)
 
 
-def _run_insert(dialect: str) -> Any:
-    runs = HandlerRun.__table__
-    return (
-        insert_for_dialect(dialect, runs)
-        .values({name: bindparam(name) for name in RUN_COLUMNS})
-        .on_conflict_do_nothing()
-        .returning(runs.c.id)
-    )
-
-
-RUN_COLUMNS = (
-    "event_id",
-    "job_guid",
-    "member_event_id",
-    "data_update_id",
-    "member_guid",
-    "context",
-    "handler",
-    "state",
-    "attempts",
-    "due_at",
-    "idempotency_key",
-    "created_at",
-    "updated_at",
-)
 EVENT_INSERT = BulkWrite(_event_insert)
 JOB_UPSERT = BulkWrite(_job_upsert)
-RUN_INSERT = BulkWrite(_run_insert)
 
 
 def _insert_events(session: Session, deliveries: Sequence[JobDelivery]) -> list[int | None]:
@@ -350,93 +311,3 @@ def _advance_current_states(
         for delivery, event_id in stored
     ]
     return [bool(returned) for returned in JOB_UPSERT.run(session, rows)]
-
-
-@dataclass(frozen=True)
-class RunOwner:
-    """What a run is owed to: a job event (event_id), a member event (member_event_id) or a data
-    update (data_update_id)."""
-
-    event_id: int | None = None
-    job_guid: str | None = None
-    member_event_id: int | None = None
-    data_update_id: int | None = None
-    member_guid: str | None = None
-    context: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class OwedRuns:
-    """The handler runs one event owes, due from `now`."""
-
-    owner: RunOwner
-    handlers: Sequence[str]
-    now: datetime
-
-
-def queue_runs(
-    session: Session, owner: RunOwner, handlers: Sequence[str], now: datetime
-) -> list[int]:
-    return queue_many(session, [OwedRuns(owner, handlers, now)])[0]
-
-
-def queue_many(session: Session, owed: Sequence[OwedRuns]) -> list[list[int]]:
-    """The transactional outbox: runs are rows committed together with the events that owe them.
-
-    Returns each OwedRuns' new run ids, in order.
-    """
-    rows = [
-        {
-            "event_id": runs.owner.event_id,
-            "job_guid": runs.owner.job_guid,
-            "member_event_id": runs.owner.member_event_id,
-            "data_update_id": runs.owner.data_update_id,
-            "member_guid": runs.owner.member_guid,
-            "context": runs.owner.context,
-            "handler": handler,
-            "state": "pending",
-            "attempts": 0,
-            "due_at": runs.now,
-            "idempotency_key": f"msg_{uuid.uuid4().hex}",
-            "created_at": runs.now,
-            "updated_at": runs.now,
-        }
-        for runs in owed
-        for handler in runs.handlers
-    ]
-    returned = iter(RUN_INSERT.run(session, rows))
-    run_ids = [[row[0] for _ in runs.handlers for row in next(returned)] for runs in owed]
-    if any(run_ids):
-        notify(session, HANDLER_RUNS_CHANNEL)
-    return run_ids
-
-
-@dataclass(frozen=True)
-class Rejection:
-    endpoint: str
-    status_code: int
-    reason: str
-    details: list[dict[str, str]]
-    content_type: str | None
-    delivery_id: str | None
-    body: bytes
-    body_truncated: bool
-    received_at: datetime
-
-
-def quarantine(session: Session, rejection: Rejection) -> int:
-    """Keep an authenticated body we refused, so nothing MX sent is lost."""
-    row = RejectedDelivery(
-        endpoint=rejection.endpoint,
-        received_at=rejection.received_at,
-        status_code=rejection.status_code,
-        reason=rejection.reason,
-        details=rejection.details,
-        content_type=rejection.content_type,
-        delivery_id=rejection.delivery_id,
-        body=rejection.body,
-        body_truncated=rejection.body_truncated,
-    )
-    session.add(row)
-    session.flush()
-    return row.id

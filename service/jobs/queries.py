@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from service.api.cursors import Position, page_of
+from service.jobs.models import Job, JobEvent
 from service.jobs.schemas import (
     EventOut,
     HandlerRunOut,
@@ -27,8 +28,9 @@ from service.jobs.schemas import (
     StatusCountOut,
 )
 from service.jobs.statuses import status_name
+from service.outbox.models import HandlerRun
 from service.platform.db import UTCDateTime
-from service.platform.models import HandlerRun, Job, JobEvent, RejectedDelivery
+from service.webhooks.models import RejectedDelivery
 
 DEFAULT_STATS_WINDOW = timedelta(hours=1)
 

@@ -11,10 +11,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.jobs.ingest import IngestResult, Outcome, RunOwner, queue_runs
+from service.members.models import MemberDataUpdate
 from service.members.webhook_schemas import DataUpdateCallback
+from service.outbox.enqueue import RunOwner, queue_runs
 from service.platform.db import insert_for
-from service.platform.models import MemberDataUpdate
+from service.platform.outcomes import IngestResult, Outcome
 
 # Every type, those MX adds later included: new data of any kind is worth fetching.
 DATA_UPDATE_HANDLERS = ("data_ready",)

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.jobs.ingest import DEFAULT_RULES, IngestResult, Outcome, RunOwner, queue_runs
+from service.jobs.ingest import DEFAULT_RULES
+from service.jobs.models import Job
 from service.members.cross_source import (
     OUTAGE_HANDLER,
     CrossSourceRules,
@@ -25,6 +26,7 @@ from service.members.cross_source import (
     members_in_outage,
     unprompted,
 )
+from service.members.models import Member, MemberEvent
 from service.members.statuses import (
     CHALLENGED_NAME,
     connection_status,
@@ -32,10 +34,11 @@ from service.members.statuses import (
     is_outage_signal,
     resolved_status,
 )
+from service.outbox.enqueue import RunOwner, queue_runs
 from service.platform.db import insert_for
 from service.platform.logs import log
 from service.platform.metrics import record_status_table_disagreement
-from service.platform.models import Job, Member, MemberEvent
+from service.platform.outcomes import IngestResult, Outcome
 
 ConnectionHandlersFor = Callable[[int | None, str | None], Sequence[str]]
 logger = logging.getLogger("jobhooks.members")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
@@ -25,21 +24,16 @@ from sqlalchemy.orm import Session, aliased
 
 from service.handlers.event import AnyHandlerEvent, HandlerEvent, PreviousState
 from service.handlers.member_event import data_update_handler_event, member_handler_event
-from service.jobs.ingest import RunOwner, queue_runs
+from service.jobs.models import JobEvent
 from service.jobs.schemas import JobCallback
+from service.members.models import MemberEvent
+from service.outbox.enqueue import RunOwner, queue_runs
+from service.outbox.models import HandlerRun, RunState
 from service.platform.db import HANDLER_RUNS_CHANNEL, UTCDateTime, claimable, notify
-from service.platform.models import HandlerRun, JobEvent, MemberEvent
 
 # Enough of an error to act on, small enough to list many runs at once.
 MAX_ERROR_LENGTH = 2000
 MAX_LIST_LIMIT = 500
-
-
-class RunState(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    DEAD = "dead"
 
 
 def _held_by(run_ids: Sequence[int], worker_id: str) -> ColumnElement[bool]:

@@ -28,6 +28,7 @@ from service.handlers.deliveries import Clock, outbound_session, utc_now
 from service.handlers.event import AnyHandlerEvent, Handler
 from service.handlers.registry import handler_plan, load_handlers
 from service.outbox.backoff import RetryPolicy
+from service.outbox.models import HandlerRun
 from service.outbox.queue import (
     JobHistories,
     any_due,
@@ -49,7 +50,6 @@ from service.platform.db import (
 )
 from service.platform.logs import log
 from service.platform.metrics import HANDLER_LAG, HANDLER_RUNS_FINISHED
-from service.platform.models import HandlerRun
 
 logger = logging.getLogger("jobhooks.worker")
 

@@ -28,7 +28,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.platform.models import HandlerRun, Job
+from service.jobs.models import Job
+from service.outbox.models import HandlerRun
 
 WEBHOOKS_RECEIVED = Counter(
     "jobhooks_webhooks_received_total",

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.errors import RejectedBody
-from service.jobs.ingest import DEFAULT_RULES, HandlersFor, IngestResult, JobDelivery, ingest_job
+from service.jobs.ingest import DEFAULT_RULES, HandlersFor, JobDelivery, ingest_job
 from service.jobs.schemas import validate_job
 from service.members.cross_source import CrossSourceRules
 from service.members.data_updates import DataUpdateDelivery, ingest_data_update
@@ -18,11 +18,43 @@ from service.members.ingest import MemberDelivery, ingest_member_event
 from service.members.schemas import validate_connection_status
 from service.members.statuses import connection_handlers
 from service.members.webhook_schemas import validate_data_update, validate_member
-from service.platform.models import RejectedDelivery
+from service.platform.outcomes import IngestResult
 from service.webhooks.kinds import ANY_KIND_ENDPOINT, WebhookKind, webhook_kind
+from service.webhooks.models import RejectedDelivery
 from service.webhooks.payload import parse_json
 
 REPLAYABLE_ENDPOINTS = frozenset({*WebhookKind, ANY_KIND_ENDPOINT})
+
+
+@dataclass(frozen=True)
+class Rejection:
+    endpoint: str
+    status_code: int
+    reason: str
+    details: list[dict[str, str]]
+    content_type: str | None
+    delivery_id: str | None
+    body: bytes
+    body_truncated: bool
+    received_at: datetime
+
+
+def quarantine(session: Session, rejection: Rejection) -> int:
+    """Keep an authenticated body we refused, so nothing MX sent is lost."""
+    row = RejectedDelivery(
+        endpoint=rejection.endpoint,
+        received_at=rejection.received_at,
+        status_code=rejection.status_code,
+        reason=rejection.reason,
+        details=rejection.details,
+        content_type=rejection.content_type,
+        delivery_id=rejection.delivery_id,
+        body=rejection.body,
+        body_truncated=rejection.body_truncated,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
 
 
 class ReplayRefused(Exception):

@@ -16,7 +16,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from service.platform.db import insert_for
-from service.platform.models import AuthFailure
+from service.webhooks.models import AuthFailure
 
 MAX_REMEMBERED_BLOCKS = 10_000
 

@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import null, or_, update
 from sqlalchemy.orm import Session
 
-from service.platform.models import JobEvent, MemberDataUpdate, MemberEvent, RejectedDelivery
+from service.jobs.models import JobEvent
+from service.members.models import MemberDataUpdate, MemberEvent
+from service.webhooks.models import RejectedDelivery
 from service.webhooks.ratelimit import purge_auth_failures
 
 AGE_PATTERN = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")

@@ -21,7 +21,7 @@ from service.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from service.jobs.ingest import IngestResult, JobDelivery, Rejection, quarantine
+from service.jobs.ingest import JobDelivery
 from service.jobs.schemas import validate_job
 from service.members.data_updates import DataUpdateDelivery, ingest_data_update
 from service.members.ingest import MemberDelivery, MemberReport, ingest_member_event
@@ -31,6 +31,7 @@ from service.platform.db import run_in_transaction
 from service.platform.logs import log
 from service.platform.metrics import record_webhook
 from service.platform.models import GUID_LENGTH
+from service.platform.outcomes import IngestResult
 from service.webhooks.auth import (
     BASIC_CHALLENGE,
     SIGNATURE_HEADERS,
@@ -41,6 +42,7 @@ from service.webhooks.auth import (
 from service.webhooks.kinds import ANY_KIND_ENDPOINT, WebhookKind, webhook_kind
 from service.webhooks.oauth import signing_key, token_is_valid
 from service.webhooks.payload import is_json_content_type, parse_json, read_limited
+from service.webhooks.quarantine import Rejection, quarantine
 
 bp = Blueprint("webhooks", __name__)
 logger = logging.getLogger("jobhooks.webhooks")

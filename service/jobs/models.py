@@ -1,0 +1,73 @@
+"""The job tables: job_events (every status change, as MX sent it) and jobs (current state)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.platform.db import BigId, JsonDocument, UTCDateTime
+from service.platform.models import GUID_LENGTH, Base
+
+
+class JobEvent(Base):
+    """One status change as MX reported it; the raw object is kept verbatim."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (
+        UniqueConstraint("dedup_key", name="uq_job_events_dedup_key"),
+        UniqueConstraint("delivery_id", name="uq_job_events_delivery_id"),
+        Index("ix_job_events_job_guid_updated_at", "job_guid", "updated_at"),
+        Index("ix_job_events_updated_at_status", "updated_at", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_guid: Mapped[str] = mapped_column(String(GUID_LENGTH))
+    status: Mapped[int] = mapped_column(Integer)
+    status_name: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # sha256 of (guid, status, updated_at): MX resends the same body on retry.
+    dedup_key: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+
+
+class Job(Base):
+    """A job's current state: the fields of its event with the latest updated_at."""
+
+    __tablename__ = "jobs"
+    # Each ends in (updated_at, guid), the keyset order of GET /jobs (migration 0002).
+    __table_args__ = (
+        Index("ix_jobs_updated_at_guid", "updated_at", "guid"),
+        Index("ix_jobs_member_guid_updated_at_guid", "member_guid", "updated_at", "guid"),
+        Index("ix_jobs_user_guid_updated_at_guid", "user_guid", "updated_at", "guid"),
+        Index("ix_jobs_institution_guid_updated_at_guid", "institution_guid", "updated_at", "guid"),
+        Index("ix_jobs_status_updated_at_guid", "status", "updated_at", "guid"),
+    )
+
+    guid: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
+    member_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    user_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    institution_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    status: Mapped[int] = mapped_column(Integer)
+    status_name: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    is_authenticated: Mapped[bool | None] = mapped_column(Boolean)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    current_event_id: Mapped[int] = mapped_column(BigId, ForeignKey("job_events.id"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
