@@ -39,7 +39,7 @@ from service import migrate  # noqa: E402
 from service.api.cursors import Position, cursor_key, cursor_scope, encode_cursor  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.jobs.models import Job  # noqa: E402
+from service.jobs.models import Job, JobEvent  # noqa: E402
 from service.jobs.queries import (  # noqa: E402
     dated_jobs,
     job_with_history,
@@ -48,7 +48,6 @@ from service.jobs.queries import (  # noqa: E402
 )
 from service.jobs.schemas import JobFilters  # noqa: E402
 from service.platform.db import make_engine  # noqa: E402
-from service.jobs.models import JobEvent  # noqa: E402
 from service.platform.models import Base  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/jobhooks_bench_b"

@@ -25,7 +25,8 @@ from service.members.cross_source import (
     unprompted_many,
 )
 from service.outbox.enqueue import OwedRuns, RunOwner, queue_many
-from service.platform.db import BulkWrite, insert_for_dialect
+from service.platform.bulk import BulkWrite
+from service.platform.db import insert_for_dialect
 from service.platform.outcomes import IngestResult, Outcome
 
 HandlersFor = Callable[[int], Sequence[str]]

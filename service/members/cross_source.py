@@ -17,7 +17,8 @@ from service.config import Settings
 from service.jobs.statuses import STATUS_CODES_BY_NAME
 from service.members.models import InstitutionAlert, Member, MemberPrompt
 from service.members.statuses import OUTAGE_SIGNAL_NAMES
-from service.platform.db import BulkWrite, insert_for, insert_for_dialect
+from service.platform.bulk import BulkWrite
+from service.platform.db import insert_for, insert_for_dialect
 
 # What the institution-outage rule queues; it reports to operators (ALERT_URL), not users.
 OUTAGE_HANDLER = "alert"

@@ -13,7 +13,10 @@ from sqlalchemy import bindparam
 from sqlalchemy.orm import Session
 
 from service.outbox.models import HandlerRun, RunState
-from service.platform.db import HANDLER_RUNS_CHANNEL, BulkWrite, insert_for_dialect, notify
+from service.outbox.wakeups import HANDLER_RUNS_CHANNEL
+from service.platform.bulk import BulkWrite
+from service.platform.db import insert_for_dialect
+from service.platform.notify import notify
 
 
 @dataclass(frozen=True)

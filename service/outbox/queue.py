@@ -29,7 +29,9 @@ from service.jobs.schemas import JobCallback
 from service.members.models import MemberEvent
 from service.outbox.enqueue import RunOwner, queue_runs
 from service.outbox.models import HandlerRun, RunState
-from service.platform.db import HANDLER_RUNS_CHANNEL, UTCDateTime, claimable, notify
+from service.outbox.wakeups import HANDLER_RUNS_CHANNEL
+from service.platform.db import UTCDateTime, claimable
+from service.platform.notify import notify
 
 # Enough of an error to act on, small enough to list many runs at once.
 MAX_ERROR_LENGTH = 2000

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 
-from service.platform.db import ChannelListener, ListenerLost
 from service.platform.logs import log
+from service.platform.notify import ChannelListener, ListenerLost
 
 logger = logging.getLogger("jobhooks.worker")
 
+# NOTIFYed when handler runs become due, so idle workers start them without waiting for a poll.
+HANDLER_RUNS_CHANNEL = "jobhooks_handler_runs"
 # How long the listening thread waits on the connection before checking for shutdown.
 LISTEN_TIMEOUT_SECONDS = 1.0
 

@@ -40,16 +40,11 @@ from service.outbox.queue import (
     release,
     renew_leases,
 )
-from service.outbox.wakeups import WakeUps
-from service.platform.db import (
-    HANDLER_RUNS_CHANNEL,
-    listener_for,
-    make_engine,
-    make_session_factory,
-    transaction,
-)
+from service.outbox.wakeups import HANDLER_RUNS_CHANNEL, WakeUps
+from service.platform.db import make_engine, make_session_factory, transaction
 from service.platform.logs import log
 from service.platform.metrics import HANDLER_LAG, HANDLER_RUNS_FINISHED
+from service.platform.notify import listener_for
 
 logger = logging.getLogger("jobhooks.worker")
 
