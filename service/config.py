@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from service.jobs.statuses import STATUS_CODES_BY_NAME
+from service.jobs.statuses import job_status_code
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/jobhooks.db"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
@@ -168,21 +168,14 @@ def _handler_plan(raw: str) -> HandlerPlan:
         status, sep, names = entry.partition("=")
         if not sep:
             raise ConfigError(f"HANDLERS: {entry!r} must be STATUS=handler[,handler...]")
-        code = _status_code(status.strip())
+        try:
+            code = job_status_code(status)
+        except ValueError as error:
+            raise ConfigError(f"HANDLERS: {error}") from None
         if code in plan:
             raise ConfigError(f"HANDLERS: status {status.strip()!r} is listed twice")
         plan[code] = tuple(name.strip() for name in names.split(",") if name.strip())
     return tuple(plan.items())
-
-
-def _status_code(status: str) -> int:
-    if status.isdigit():
-        return int(status)
-    code = STATUS_CODES_BY_NAME.get(status.upper())
-    if code is None:
-        known = ", ".join(STATUS_CODES_BY_NAME)
-        raise ConfigError(f"HANDLERS: unknown status {status!r} (use a code or one of {known})")
-    return code
 
 
 def _database_url(url: str) -> str:

@@ -16,7 +16,8 @@ from service.handlers import HandlerEvent
 from service.handlers.deliveries import utc_now
 from service.outbox.backoff import RetryPolicy
 from service.outbox.models import HandlerRun
-from service.outbox.queue import claim_next, mark_failed, mark_succeeded
+from service.outbox.claims import claim_next
+from service.outbox.records import mark_failed, mark_succeeded
 from service.outbox.worker import Worker
 from service.platform.db import make_session_factory, transaction
 

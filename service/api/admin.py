@@ -12,8 +12,9 @@ from service.api.responses import json_response
 from service.context import current_state
 from service.errors import ApiError, BadRequest, FieldProblem, NotFound
 from service.jobs.schemas import HandlerRunListOut, HandlerRunOut
+from service.outbox.errors import RetryRefused
 from service.outbox.models import RunState
-from service.outbox.queue import MAX_LIST_LIMIT, RetryRefused, list_runs, retry_dead
+from service.outbox.retry import MAX_LIST_LIMIT, list_runs, retry_dead
 from service.platform.db import transaction
 from service.platform.logs import log
 

@@ -40,7 +40,7 @@ from service.members.schemas import (
     MembersQuery,
 )
 from service.members.webhook_schemas import DataUpdateCallback, MemberCallback
-from service.outbox.queue import MAX_LIST_LIMIT
+from service.outbox.retry import MAX_LIST_LIMIT
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{model}"

@@ -39,6 +39,18 @@ JOB_STATUSES: dict[int, JobStatus] = {
 STATUS_CODES_BY_NAME: dict[str, int] = {s.name: s.code for s in JOB_STATUSES.values()}
 
 
+def job_status_code(text: str) -> int:
+    """A job status given by code ('2') or by name ('CHALLENGED', any case)."""
+    cleaned = text.strip()
+    if cleaned.isdigit():
+        return int(cleaned)
+    code = STATUS_CODES_BY_NAME.get(cleaned.upper())
+    if code is None:
+        known = ", ".join(STATUS_CODES_BY_NAME)
+        raise ValueError(f"unknown status {cleaned!r} (use a code or one of {known})")
+    return code
+
+
 def status_name(code: int, name_as_sent: str | None) -> str | None:
     """Our name for a known code; for a code MX added after us, the name as MX sent it."""
     known = JOB_STATUSES.get(code)

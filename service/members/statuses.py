@@ -118,6 +118,16 @@ def connection_status(code: int | None, name: str | None) -> ConnectionStatus | 
     return CONNECTION_STATUSES.get(code) if code is not None else None
 
 
+def connection_status_from_text(text: str) -> ConnectionStatus:
+    """A connection status given by id ('3') or by name ('CHALLENGED', any case)."""
+    cleaned = text.strip()
+    known = CONNECTION_STATUSES.get(int(cleaned)) if cleaned.isdigit() else _by_name(cleaned)
+    if known is None:
+        names = ", ".join(CONNECTION_CODES_BY_NAME)
+        raise ValueError(f"unknown connection status {cleaned!r} (use an id or one of {names})")
+    return known
+
+
 def disagrees_with_table(code: int | None, name: str | None) -> bool:
     """MX sent both an id and a known name, and this table pairs that id with another name."""
     by_name = _by_name(name)

@@ -26,20 +26,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import Settings
 from service.handlers.deliveries import Clock, outbound_session, utc_now
 from service.handlers.event import AnyHandlerEvent, Handler
+from service.handlers.loading import JobHistories, handler_event, job_histories
 from service.handlers.registry import handler_plan, load_handlers
 from service.outbox.backoff import RetryPolicy
+from service.outbox.claims import any_due, claim_due
 from service.outbox.models import HandlerRun
-from service.outbox.queue import (
-    JobHistories,
-    any_due,
-    claim_due,
-    handler_event,
-    job_histories,
-    mark_all_succeeded,
-    mark_failed,
-    release,
-    renew_leases,
-)
+from service.outbox.records import mark_all_succeeded, mark_failed, release, renew_leases
 from service.outbox.wakeups import HANDLER_RUNS_CHANNEL, WakeUps
 from service.platform.db import make_engine, make_session_factory, transaction
 from service.platform.logs import log

@@ -1,22 +1,92 @@
-"""The typed events a handler receives for runs owed to a member: its connection-status and
-MEMBER events, and its data updates."""
+"""The typed event a worker hands each handler, built from what the database stored."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+
+from sqlalchemy import (
+    select,
+)
 from sqlalchemy.orm import Session
 
 from service.handlers.event import (
+    AnyHandlerEvent,
     DataUpdateHandlerEvent,
+    HandlerEvent,
     InstitutionOutage,
     MemberHandlerEvent,
     PreviousConnection,
+    PreviousState,
 )
+from service.jobs.models import JobEvent
+from service.jobs.schemas import JobCallback
 from service.members.ingest import MemberEventKind
 from service.members.models import Member, MemberDataUpdate, MemberEvent
 from service.members.schemas import ConnectionStatusCallback
 from service.members.webhook_schemas import DataUpdateCallback
 from service.outbox.models import HandlerRun
+
+JobHistories = dict[str, list[JobEvent]]
+
+
+def job_histories(session: Session, runs: Sequence[HandlerRun]) -> JobHistories:
+    """Every stored event of the runs' jobs, in one query: each run needs its own event and the
+    one it replaced, and a job has few events."""
+    guids = {run.job_guid for run in runs if run.event_id is not None and run.job_guid}
+    histories: JobHistories = {guid: [] for guid in guids}
+    if guids:
+        for event in session.scalars(select(JobEvent).where(JobEvent.job_guid.in_(guids))):
+            histories[event.job_guid].append(event)
+    return histories
+
+
+def handler_event(session: Session, run: HandlerRun, histories: JobHistories) -> AnyHandlerEvent:
+    """The typed event for a run: the stored job object (or member connection status) and the
+    state it replaced, from `histories` (job_histories of the runs claimed with it)."""
+    if run.member_event_id is not None:
+        return member_handler_event(session, run)
+    if run.data_update_id is not None:
+        return data_update_handler_event(session, run)
+    history = histories[str(run.job_guid)]
+    event = next(event for event in history if event.id == run.event_id)
+    return HandlerEvent(
+        run_id=run.id,
+        handler=run.handler,
+        idempotency_key=run.idempotency_key,
+        attempt=run.attempts,
+        event_id=event.id,
+        received_at=event.received_at,
+        job=_job(event),
+        previous=_previous_state(event, history),
+        payload=event.payload,
+    )
+
+
+def _job(event: JobEvent) -> JobCallback:
+    if event.payload is not None:
+        return JobCallback.model_validate(event.payload)
+    # The raw payload was purged by retention; the columns still say what happened.
+    return JobCallback(
+        guid=event.job_guid,
+        status=event.status,
+        status_name=event.status_name,
+        updated_at=event.updated_at,
+    )
+
+
+def _previous_state(event: JobEvent, history: Sequence[JobEvent]) -> PreviousState | None:
+    """The job's latest event before this one (by updated_at, then id)."""
+    if event.updated_at is None:
+        return None
+    earlier = [
+        other
+        for other in history
+        if other.updated_at is not None and other.updated_at < event.updated_at
+    ]
+    if not earlier:
+        return None
+    previous = max(earlier, key=lambda other: (other.updated_at, other.id))
+    return PreviousState(previous.status, previous.status_name, previous.updated_at)
 
 
 def member_handler_event(session: Session, run: HandlerRun) -> MemberHandlerEvent:

@@ -1,0 +1,14 @@
+"""`jobhooks worker`: the process that runs handlers from the outbox."""
+
+from __future__ import annotations
+
+import click
+
+from service.config import Settings
+from service.outbox.worker import run_worker
+
+
+@click.command()
+def worker() -> None:
+    """Claim and run due handler runs until stopped (SIGTERM/SIGINT finish the run in hand)."""
+    run_worker(Settings.from_env())
