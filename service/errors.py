@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel, Field
+
 
 @dataclass(frozen=True)
 class FieldProblem:
@@ -85,3 +87,19 @@ class MalformedJson(RejectedBody):
 class ValidationFailed(RejectedBody):
     def __init__(self, details: list[FieldProblem]) -> None:
         super().__init__(422, "validation_failed", "the body does not match the schema", details)
+
+
+# The JSON error shape, as the API documents it.
+
+
+class ErrorDetailOut(BaseModel):
+    field: str = Field(description="the field, header or query parameter at fault")
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error response has this shape."""
+
+    error: str = Field(examples=["bad_request"])
+    message: str
+    details: list[ErrorDetailOut]

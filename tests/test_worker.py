@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 from service.handlers import HandlerEvent
 from service.handlers.deliveries import utc_now
 from service.outbox.backoff import RetryPolicy
-from service.outbox.models import HandlerRun
 from service.outbox.claims import claim_next
+from service.outbox.models import HandlerRun
 from service.outbox.records import mark_failed, mark_succeeded
 from service.outbox.worker import Worker
 from service.platform.db import make_session_factory, transaction

@@ -11,10 +11,10 @@ from service.api.access import require_bearer_token
 from service.api.responses import json_response
 from service.context import current_state
 from service.errors import ApiError, BadRequest, FieldProblem, NotFound
-from service.jobs.schemas import HandlerRunListOut, HandlerRunOut
 from service.outbox.errors import RetryRefused
 from service.outbox.models import RunState
 from service.outbox.retry import MAX_LIST_LIMIT, list_runs, retry_dead
+from service.outbox.schemas import HandlerRunListOut, HandlerRunOut
 from service.platform.db import transaction
 from service.platform.logs import log
 

@@ -22,14 +22,9 @@ from service.jobs.queries import (
     rejected_delivery_out,
     stats_window,
 )
-from service.jobs.schemas import (
-    JobFilters,
-    JobListOut,
-    JobsQuery,
-    PageQuery,
-    RejectedDeliveryListOut,
-    StatsQuery,
-)
+from service.jobs.schemas import JobFilters, JobListOut, JobsQuery, StatsQuery
+from service.platform.types import PageQuery
+from service.webhooks.schemas import RejectedDeliveryListOut
 
 bp = Blueprint("api", __name__)
 

@@ -13,7 +13,7 @@ from service.api.query_params import parse_query
 from service.api.responses import json_response
 from service.errors import NotFound
 from service.jobs.queries import job_out, list_jobs
-from service.jobs.schemas import DEFAULT_PAGE_SIZE, JobFilters, PageQuery
+from service.jobs.schemas import JobFilters
 from service.members.queries import (
     data_update_out,
     list_data_updates,
@@ -29,6 +29,7 @@ from service.members.schemas import (
     MemberListOut,
     MembersQuery,
 )
+from service.platform.types import DEFAULT_PAGE_SIZE, PageQuery
 
 bp = Blueprint("members", __name__)
 

@@ -16,18 +16,14 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from service.errors import ErrorOut
 from service.jobs.schemas import (
-    ErrorOut,
     EventOut,
-    HandlerRunListOut,
-    HandlerRunOut,
     JobCallback,
     JobDetailOut,
     JobListOut,
     JobOut,
     JobsQuery,
-    PageQuery,
-    RejectedDeliveryListOut,
     StatsOut,
     StatsQuery,
 )
@@ -41,6 +37,9 @@ from service.members.schemas import (
 )
 from service.members.webhook_schemas import DataUpdateCallback, MemberCallback
 from service.outbox.retry import MAX_LIST_LIMIT
+from service.outbox.schemas import HandlerRunListOut, HandlerRunOut
+from service.platform.types import PageQuery
+from service.webhooks.schemas import RejectedDeliveryListOut
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{model}"

@@ -12,8 +12,8 @@ import click
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.jobs.schemas import parse_iso8601
 from service.platform.db import make_engine, make_session_factory, transaction
+from service.platform.types import parse_iso8601
 
 Progress = Callable[[int, int], None]
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import click
 
 from service.cli.common import operator_session, run_owner
-from service.jobs.schemas import HandlerRunOut
 from service.outbox.errors import RetryRefused
 from service.outbox.models import RunState
 from service.outbox.retry import list_runs, retry_all_dead, retry_dead
+from service.outbox.schemas import HandlerRunOut
 
 
 @click.group()

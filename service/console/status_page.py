@@ -9,8 +9,8 @@ from flask import Blueprint, Response, render_template, request
 from service.console.dashboard import load_dashboard
 from service.context import current_state
 from service.errors import Unauthorized
-from service.jobs.schemas import format_utc
 from service.platform.db import transaction
+from service.platform.types import format_utc
 from service.webhooks.auth import basic_credentials, bearer_matches
 
 bp = Blueprint("status_page", __name__, template_folder="templates")

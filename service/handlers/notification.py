@@ -12,7 +12,7 @@ from service.handlers.event import (
     HandlerEvent,
     MemberHandlerEvent,
 )
-from service.jobs.schemas import format_utc
+from service.platform.types import format_utc
 
 
 def notification(kind: str, action: str, event: AnyHandlerEvent) -> dict[str, Any]:

@@ -18,19 +18,19 @@ from service.api.cursors import Position, page_of
 from service.jobs.models import Job, JobEvent
 from service.jobs.schemas import (
     EventOut,
-    HandlerRunOut,
     InstitutionStatsOut,
     JobDetailOut,
     JobFilters,
     JobOut,
-    RejectedDeliveryOut,
     StatsOut,
     StatusCountOut,
 )
 from service.jobs.statuses import status_name
 from service.outbox.models import HandlerRun
+from service.outbox.schemas import HandlerRunOut
 from service.platform.db import UTCDateTime
 from service.webhooks.models import RejectedDelivery
+from service.webhooks.schemas import RejectedDeliveryOut
 
 DEFAULT_STATS_WINDOW = timedelta(hours=1)
 

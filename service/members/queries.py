@@ -9,11 +9,11 @@ from sqlalchemy import ColumnElement, Select, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from service.api.cursors import Position, page_of
-from service.jobs.schemas import HandlerRunOut
 from service.members.models import Member, MemberDataUpdate, MemberEvent
 from service.members.schemas import DataUpdateOut, MemberEventOut, MemberFilters, MemberOut
 from service.members.statuses import connection_status
 from service.outbox.models import HandlerRun
+from service.outbox.schemas import HandlerRunOut
 from service.platform.db import UTCDateTime
 
 

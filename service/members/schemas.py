@@ -17,11 +17,12 @@ from pydantic import (
 )
 
 from service.errors import FieldProblem, ValidationFailed
-from service.jobs.schemas import (
-    MAX_STATUS_CODE,
+from service.jobs.schemas import MAX_STATUS_CODE, JobOut
+from service.members.ingest import MemberEventKind, MemberReport
+from service.members.statuses import CONNECTION_CODES_BY_NAME, MAX_CONNECTION_STATUS_ID
+from service.outbox.schemas import HandlerRunOut
+from service.platform.types import (
     Guid,
-    HandlerRunOut,
-    JobOut,
     OptionalText,
     PageQuery,
     Timestamp,
@@ -29,8 +30,6 @@ from service.jobs.schemas import (
     field_problems,
     split_commas,
 )
-from service.members.ingest import MemberEventKind, MemberReport
-from service.members.statuses import CONNECTION_CODES_BY_NAME, MAX_CONNECTION_STATUS_ID
 
 EVENT_TYPE = "CONNECTION_STATUS"
 StatusId = Annotated[StrictInt, Field(ge=0, le=MAX_STATUS_CODE)]

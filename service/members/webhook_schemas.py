@@ -24,9 +24,9 @@ from pydantic import (
 )
 
 from service.errors import FieldProblem, ValidationFailed
-from service.jobs.schemas import Guid, OptionalText, field_problems, parse_iso8601
 from service.members.ingest import MemberEventKind, MemberReport
 from service.members.schemas import StatusId
+from service.platform.types import Guid, OptionalText, field_problems, parse_iso8601
 
 MEMBER_TYPE = "MEMBER"
 DATA_UPDATED_ACTION = "member_data_updated"
