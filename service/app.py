@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import Flask, Response, g, request
 from sqlalchemy.exc import DataError, SQLAlchemyError
@@ -16,7 +17,7 @@ from service.api.responses import json_response
 from service.config import Settings
 from service.console import status_page
 from service.context import EXTENSION_KEY, AppState
-from service.errors import ApiError, BadRequest, ServiceUnavailable
+from service.errors import DOMAIN_ERRORS, ApiError, BadRequest, ServiceUnavailable
 from service.handlers.registry import handler_plan
 from service.jobs.commits import job_commits
 from service.members.cross_source import CrossSourceRules
@@ -92,6 +93,15 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(error: ApiError) -> Response:
         return json_response(error.body(), error.status, error.headers)
+
+    for domain_error, as_api_error in DOMAIN_ERRORS.items():
+
+        def answer(
+            error: Exception, as_api_error: Callable[[str], ApiError] = as_api_error
+        ) -> Response:
+            return api_error(as_api_error(str(error)))
+
+        app.register_error_handler(domain_error, answer)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:

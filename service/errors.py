@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
+
+from service.outbox.errors import RetryRefused
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,11 @@ class NotFound(ApiError):
         super().__init__(404, "not_found", message)
 
 
+class Conflict(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(409, "conflict", message)
+
+
 class ServiceUnavailable(ApiError):
     def __init__(self, message: str, retry_after_seconds: int = 5) -> None:
         super().__init__(
@@ -87,6 +95,10 @@ class MalformedJson(RejectedBody):
 class ValidationFailed(RejectedBody):
     def __init__(self, details: list[FieldProblem]) -> None:
         super().__init__(422, "validation_failed", "the body does not match the schema", details)
+
+
+# Domain errors the app answers over HTTP, each as one ApiError: registered once in create_app.
+DOMAIN_ERRORS: dict[type[Exception], Callable[[str], ApiError]] = {RetryRefused: Conflict}
 
 
 # The JSON error shape, as the API documents it.

@@ -141,6 +141,11 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+def documented_app() -> Flask:
+    """An app built only to read its routes and their documentation; it touches no database."""
+    return create_app(Settings(database_url="sqlite:///:memory:", allow_unauthenticated=True))
+
+
 def app_state(app: Flask) -> AppState:
     state: AppState = app.extensions[EXTENSION_KEY]
     return state

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import pytest
+from conftest import documented_app
 from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
@@ -37,7 +38,7 @@ CONTRACT_ENDPOINTS = [
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    return openapi_document()
+    return openapi_document(documented_app())
 
 
 def test_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
@@ -141,7 +142,7 @@ def test_openapi_json_is_served_without_auth(client: FlaskClient) -> None:
     response = client.get("/openapi.json")
     assert response.status_code == 200
     assert response.mimetype == "application/json"
-    assert response.get_json() == openapi_document()
+    assert response.get_json() == openapi_document(client.application)
 
 
 def test_docs_page_is_self_contained_and_locked_down(client: FlaskClient) -> None:

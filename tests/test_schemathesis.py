@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import API_TOKEN, app_state, basic_header, bearer_header
+from conftest import API_TOKEN, app_state, basic_header, bearer_header, documented_app
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 
@@ -21,7 +21,7 @@ from service.config import Settings
 FUZZ_EXAMPLES = 15 * int(os.environ.get("FUZZ_SCALE", "1"))
 OPERATIONS = [
     (method.upper(), path)
-    for path, operations in openapi_document()["paths"].items()
+    for path, operations in openapi_document(documented_app())["paths"].items()
     for method in operations
 ]
 # These answer Prometheus text or HTML even when refusing; every other 4xx is the JSON shape.

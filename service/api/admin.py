@@ -8,33 +8,39 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, request
 
 from service.api.access import require_bearer_token
+from service.api.documented import API_AUTH, ApiDoc, PathParam, documented
+from service.api.query_params import parse_query
 from service.api.responses import json_response
 from service.context import current_state
-from service.errors import ApiError, BadRequest, FieldProblem, NotFound
-from service.outbox.errors import RetryRefused
-from service.outbox.models import RunState
-from service.outbox.retry import MAX_LIST_LIMIT, list_runs, retry_dead
-from service.outbox.schemas import HandlerRunListOut, HandlerRunOut
+from service.errors import NotFound
+from service.outbox.retry import list_runs, retry_dead
+from service.outbox.schemas import HandlerRunListOut, HandlerRunOut, HandlerRunsQuery
 from service.platform.db import transaction
 from service.platform.logs import log
 
 bp = Blueprint("admin", __name__)
 MAX_RUN_ID = 2**63 - 1
 logger = logging.getLogger("jobhooks.admin")
-DEFAULT_LIST_LIMIT = 100
 
 
 bp.before_request(require_bearer_token)
 
 
 @bp.get("/handler-runs")
+@documented(
+    ApiDoc(
+        "List handler runs",
+        "handler runs",
+        API_AUTH,
+        ok_model=HandlerRunListOut,
+        query_model=HandlerRunsQuery,
+        errors=("400", "401", "503"),
+    )
+)
 def list_handler_runs() -> Response:
-    state = _state_filter(request.args.get("state"))
-    job_guid = request.args.get("job_guid") or None
-    member_guid = request.args.get("member_guid") or None
-    limit = _limit(request.args.get("limit"))
+    query = parse_query(HandlerRunsQuery, request.args)
     with transaction(current_state().sessions) as session:
-        runs = list_runs(session, state, job_guid, limit, member_guid)
+        runs = list_runs(session, query.state, query.job_guid, query.limit, query.member_guid)
         document = HandlerRunListOut(
             handler_runs=[HandlerRunOut.model_validate(run, from_attributes=True) for run in runs]
         )
@@ -42,14 +48,24 @@ def list_handler_runs() -> Response:
 
 
 @bp.post("/handler-runs/<int:run_id>/retry")
+@documented(
+    ApiDoc(
+        "Re-queue a dead handler run",
+        "handler runs",
+        API_AUTH,
+        ok_status="202",
+        ok_description="queued again",
+        ok_model=HandlerRunOut,
+        path_params=(PathParam("id", "the handler run's id", {"type": "integer", "minimum": 1}),),
+        errors=("401", "404", "409", "503"),
+    )
+)
 def retry_handler_run(run_id: int) -> Response:
     if run_id > MAX_RUN_ID:  # ids are 64-bit; a larger one names no run, and drivers reject it
         raise NotFound(f"no handler run with id {run_id}")
     with transaction(current_state().sessions) as session:
-        try:
-            run = retry_dead(session, run_id, datetime.now(UTC))
-        except RetryRefused as refused:
-            raise ApiError(409, "conflict", str(refused)) from None
+        # RetryRefused (the run is not dead) is answered 409 by the app's error handler.
+        run = retry_dead(session, run_id, datetime.now(UTC))
         if run is None:
             raise NotFound(f"no handler run with id {run_id}")
         document = HandlerRunOut.model_validate(run, from_attributes=True)
@@ -62,26 +78,3 @@ def retry_handler_run(run_id: int) -> Response:
         member_guid=run.member_guid,
     )
     return json_response(document, 202)
-
-
-def _state_filter(raw: str | None) -> RunState | None:
-    if not raw:
-        return None
-    try:
-        return RunState(raw)
-    except ValueError:
-        allowed = ", ".join(state.value for state in RunState)
-        raise BadRequest(
-            "invalid query parameter", [FieldProblem("state", f"must be one of {allowed}")]
-        ) from None
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_LIST_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
-        raise BadRequest(
-            "invalid query parameter",
-            [FieldProblem("limit", f"must be a whole number from 1 to {MAX_LIST_LIMIT}")],
-        )
-    return int(raw)

@@ -9,16 +9,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from functools import lru_cache
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response
+from flask import Blueprint, Flask, Response, current_app
 from jinja2 import Environment
 
+from service.api.documented import NO_AUTH, ApiDoc, documented
 from service.api.openapi import openapi_document
 
 bp = Blueprint("docs", __name__)
+PAGE_KEY = "jobhooks.docs_page"
 
 STYLE = """
 body{font:15px/1.5 system-ui,sans-serif;margin:0 auto;max-width:60rem;padding:1rem 2rem;color:#222}
@@ -90,9 +91,12 @@ def _auth_label(security: list[dict[str, list[str]]]) -> str:
     return " or ".join(names) or "none"
 
 
-@lru_cache(maxsize=1)
-def docs_page() -> str:
-    doc = openapi_document()
+def docs_page(app: Flask) -> str:
+    """Rendered once per app, like the document it shows."""
+    page: str | None = app.extensions.get(PAGE_KEY)
+    if page is not None:
+        return page
+    doc = openapi_document(app)
     environment = Environment(autoescape=True)  # every value shown is escaped
     environment.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
     environment.filters["compact"] = lambda value: json.dumps(value, ensure_ascii=False)
@@ -101,18 +105,30 @@ def docs_page() -> str:
         for path, item in doc["paths"].items()
         for method, operation in item.items()
     ]
-    return environment.from_string(TEMPLATE).render(doc=doc, operations=operations, style=STYLE)
+    page = environment.from_string(TEMPLATE).render(doc=doc, operations=operations, style=STYLE)
+    app.extensions[PAGE_KEY] = page
+    return page
 
 
 @bp.get("/openapi.json")
+@documented(ApiDoc("This document", "operations", NO_AUTH, ok_schema={"type": "object"}))
 def openapi_json() -> Response:
     return Response(
-        orjson.dumps(openapi_document()),
+        orjson.dumps(openapi_document(current_app)),
         mimetype="application/json",
         headers={"X-Content-Type-Options": "nosniff"},
     )
 
 
 @bp.get("/docs")
+@documented(
+    ApiDoc(
+        "This document as a page",
+        "operations",
+        NO_AUTH,
+        ok_schema={"type": "string"},
+        ok_media_type="text/html",
+    )
+)
 def docs() -> Response:
-    return Response(docs_page(), mimetype="text/html", headers=DOCS_HEADERS)
+    return Response(docs_page(current_app), mimetype="text/html", headers=DOCS_HEADERS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from service.api.documented import API_AUTH, NO_AUTH, ApiDoc, documented
 from service.api.responses import json_response
 from service.context import current_state
 from service.errors import Unauthorized
@@ -15,11 +16,28 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@documented(
+    ApiDoc(
+        "Liveness",
+        "operations",
+        NO_AUTH,
+        ok_schema={"type": "object", "properties": {"status": {"const": "ok"}}},
+    )
+)
 def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
 @bp.get("/metrics")
+@documented(
+    ApiDoc(
+        "Prometheus metrics",
+        "operations",
+        [{}, *API_AUTH],
+        ok_schema={"type": "string"},
+        ok_media_type="text/plain",
+    )
+)
 def metrics() -> Response:
     state = current_state()
     token = state.settings.metrics_token
@@ -30,6 +48,18 @@ def metrics() -> Response:
 
 
 @bp.get("/readyz")
+@documented(
+    ApiDoc(
+        "Readiness: the database answers",
+        "operations",
+        NO_AUTH,
+        ok_schema={
+            "type": "object",
+            "properties": {"status": {"const": "ready"}, "database": {"const": "ok"}},
+        },
+        errors=("503",),
+    )
+)
 def readyz() -> Response:
     state = current_state()
     results = run_checks(state.engine)

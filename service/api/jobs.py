@@ -10,6 +10,8 @@ from service.api.access import cursor_for, position_from, reading, require_beare
 from service.api.cursors import (
     cursor_scope,
 )
+from service.api.documented import API_AUTH, ApiDoc, PathParam, documented
+from service.api.examples import example_job_detail
 from service.api.query_params import parse_query
 from service.api.responses import json_response
 from service.errors import BadRequest, FieldProblem, NotFound
@@ -22,7 +24,14 @@ from service.jobs.queries import (
     rejected_delivery_out,
     stats_window,
 )
-from service.jobs.schemas import JobFilters, JobListOut, JobsQuery, StatsQuery
+from service.jobs.schemas import (
+    JobDetailOut,
+    JobFilters,
+    JobListOut,
+    JobsQuery,
+    StatsOut,
+    StatsQuery,
+)
 from service.platform.types import PageQuery
 from service.webhooks.schemas import RejectedDeliveryListOut
 
@@ -36,6 +45,18 @@ bp.before_request(require_bearer_token)
 
 
 @bp.get("/jobs/<path:guid>")
+@documented(
+    ApiDoc(
+        "One job with its history and handler runs",
+        "jobs",
+        API_AUTH,
+        ok_model=JobDetailOut,
+        ok_example=example_job_detail(),
+        path_params=(PathParam("guid", "the job's guid"),),
+        errors=("401", "404", "503"),
+        description="History is ordered by updated_at; `current` marks the job's state.",
+    )
+)
 def get_job(guid: str) -> Response:
     with reading() as session:
         detail = job_detail(session, guid)
@@ -45,11 +66,37 @@ def get_job(guid: str) -> Response:
 
 
 @bp.get("/jobs")
+@documented(
+    ApiDoc(
+        "List jobs, newest first",
+        "jobs",
+        API_AUTH,
+        ok_model=JobListOut,
+        query_model=JobsQuery,
+        errors=("400", "401", "503"),
+        description=(
+            "Keyset-paginated on (updated_at, guid), newest first; jobs without updated_at "
+            "come last. Pass next_cursor back as cursor with the same filters."
+        ),
+    )
+)
 def get_jobs() -> Response:
     return json_response(_jobs_page(parse_query(JobsQuery, request.args)))
 
 
 @bp.get("/members/<member_guid>/jobs")
+@documented(
+    ApiDoc(
+        "List one member's jobs, newest first",
+        "jobs",
+        API_AUTH,
+        ok_model=JobListOut,
+        query_model=JobsQuery,
+        query_exclude=frozenset({"member_guid"}),
+        path_params=(PathParam("member_guid", "the member's guid"),),
+        errors=("400", "401", "503"),
+    )
+)
 def get_member_jobs(member_guid: str) -> Response:
     # The path names the member; a member_guid in the query string cannot widen or change it.
     query = parse_query(JobsQuery, request.args, {"member_guid": member_guid})
@@ -57,6 +104,17 @@ def get_member_jobs(member_guid: str) -> Response:
 
 
 @bp.get("/stats")
+@documented(
+    ApiDoc(
+        "Status changes per status and per institution over a window",
+        "jobs",
+        API_AUTH,
+        ok_model=StatsOut,
+        query_model=StatsQuery,
+        errors=("400", "401", "503"),
+        description="Counts events whose updated_at falls in [since, until).",
+    )
+)
 def get_stats() -> Response:
     query = parse_query(StatsQuery, request.args)
     since, until = stats_window(query.since, query.until, datetime.now(UTC))
@@ -70,6 +128,16 @@ def get_stats() -> Response:
 
 
 @bp.get("/rejected-deliveries")
+@documented(
+    ApiDoc(
+        "Quarantined bodies that failed validation, newest first",
+        "quarantine",
+        API_AUTH,
+        ok_model=RejectedDeliveryListOut,
+        query_model=PageQuery,
+        errors=("400", "401", "503"),
+    )
+)
 def get_rejected_deliveries() -> Response:
     query = parse_query(PageQuery, request.args)
     scope = cursor_scope(REJECTED_LISTING, {})

@@ -9,6 +9,7 @@ from service.api.access import cursor_for, position_from, reading, require_beare
 from service.api.cursors import (
     cursor_scope,
 )
+from service.api.documented import API_AUTH, ApiDoc, PathParam, documented
 from service.api.query_params import parse_query
 from service.api.responses import json_response
 from service.errors import NotFound
@@ -44,6 +45,20 @@ bp.before_request(require_bearer_token)
 
 
 @bp.get("/members/<member_guid>")
+@documented(
+    ApiDoc(
+        "One member: connection status, its history, and the first page of jobs",
+        "members",
+        API_AUTH,
+        ok_model=MemberDetailOut,
+        path_params=(PathParam("member_guid", "the member's guid"),),
+        errors=("401", "404", "503"),
+        description=(
+            "Also the first page of the member's data updates; 404 only when no webhook "
+            "has named the member."
+        ),
+    )
+)
 def get_member(member_guid: str) -> Response:
     jobs_filters = JobFilters(member_guid=member_guid[:255])
     jobs_scope = cursor_scope(JOBS_LISTING, jobs_filters.model_dump(mode="json"))
@@ -71,6 +86,18 @@ def get_member(member_guid: str) -> Response:
 
 
 @bp.get("/members/<member_guid>/data-updates")
+@documented(
+    ApiDoc(
+        "List one member's data-updated webhooks, newest first",
+        "members",
+        API_AUTH,
+        ok_model=DataUpdateListOut,
+        query_model=PageQuery,
+        path_params=(PathParam("member_guid", "the member's guid"),),
+        errors=("400", "401", "503"),
+        description="Keyset-paginated on (completed_at, id); pass next_cursor back as cursor.",
+    )
+)
 def get_member_data_updates(member_guid: str) -> Response:
     query = parse_query(PageQuery, request.args)
     scope = _data_updates_scope(member_guid)
@@ -88,6 +115,16 @@ def _data_updates_scope(member_guid: str) -> str:
 
 
 @bp.get("/members")
+@documented(
+    ApiDoc(
+        "List members by current connection status, newest first",
+        "members",
+        API_AUTH,
+        ok_model=MemberListOut,
+        query_model=MembersQuery,
+        errors=("400", "401", "503"),
+    )
+)
 def get_members() -> Response:
     query = parse_query(MembersQuery, request.args)
     filters = MemberFilters.model_validate(

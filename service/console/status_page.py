@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, render_template, request
 
+from service.api.documented import API_AUTH, ApiDoc, documented
 from service.console.dashboard import load_dashboard
 from service.context import current_state
 from service.errors import Unauthorized
@@ -57,6 +58,16 @@ def require_api_credentials() -> None:
 
 
 @bp.get("/")
+@documented(
+    ApiDoc(
+        "Status page for operators",
+        "operations",
+        [*API_AUTH, {"apiTokenBasic": []}],
+        ok_schema={"type": "string"},
+        ok_media_type="text/html",
+        errors=("401", "503"),
+    )
+)
 def status_page() -> Response:
     with transaction(current_state().sessions) as session:
         dashboard = load_dashboard(session, datetime.now(UTC))

@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Annotated
 
-from service.platform.types import UtcTimestamp
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from service.outbox.models import RunState
+from service.outbox.retry import MAX_LIST_LIMIT
+from service.platform.types import Guid, UtcTimestamp
+
+DEFAULT_LIST_LIMIT = 100
+
+
+def _empty_is_absent(value: object) -> object:
+    """state= and job_guid= with nothing after them filter nothing, as if left out."""
+    return None if value == "" else value
+
+
+class HandlerRunsQuery(BaseModel):
+    """GET /handler-runs query string; newest runs first."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    state: Annotated[RunState | None, BeforeValidator(_empty_is_absent)] = None
+    job_guid: Annotated[Guid | None, BeforeValidator(_empty_is_absent)] = None
+    member_guid: Annotated[Guid | None, BeforeValidator(_empty_is_absent)] = None
+    limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT)] = Field(
+        default=DEFAULT_LIST_LIMIT, description=f"how many runs, 1 to {MAX_LIST_LIMIT}"
+    )
 
 
 class HandlerRunOut(BaseModel):
@@ -17,7 +41,7 @@ class HandlerRunOut(BaseModel):
     data_update_id: int | None = None
     member_guid: str | None = None
     handler: str
-    state: str
+    state: RunState
     attempts: int
     due_at: UtcTimestamp
     last_error: str | None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, Response, request
 
+from service.api.documented import ApiDoc, documented
 from service.api.responses import json_response
 from service.context import current_state
 from service.platform.logs import log
@@ -19,7 +21,39 @@ MAX_TOKEN_REQUEST_BYTES = 4096
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
+TOKEN_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["grant_type"],
+    "properties": {
+        "grant_type": {"const": "client_credentials"},
+        "client_id": {"type": "string", "description": "or send it with HTTP Basic"},
+        "client_secret": {"type": "string"},
+    },
+}
+TOKEN_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["access_token", "token_type", "expires_in"],
+    "properties": {
+        "access_token": {"type": "string"},
+        "token_type": {"const": "Bearer"},
+        "expires_in": {"type": "integer"},
+    },
+}
+
+
 @bp.post("/oauth/token")
+@documented(
+    ApiDoc(
+        "Issue MX a bearer token (OAuth 2 client credentials)",
+        "webhooks",
+        [{"mxOAuthClient": []}, {}],
+        ok_schema=TOKEN_RESPONSE_SCHEMA,
+        body_schema=TOKEN_REQUEST_SCHEMA,
+        body_media_type="application/x-www-form-urlencoded",
+        errors=("400", "401"),
+        description="Client credentials go in HTTP Basic or in the form (RFC 6749 4.4).",
+    )
+)
 def token() -> Response:
     settings = current_state().settings
     try:

@@ -10,10 +10,17 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from service.api.documented import WEBHOOK_AUTH, WEBHOOK_ERRORS, ApiDoc, Body, documented
+from service.api.examples import (
+    EXAMPLE_CONNECTION_STATUS,
+    EXAMPLE_DATA_UPDATE,
+    EXAMPLE_JOB,
+    EXAMPLE_MEMBER,
+    EXAMPLE_VERIFICATION,
+)
 from service.config import Settings
 from service.context import current_state
 from service.errors import (
-    ApiError,
     FieldProblem,
     PayloadTooLarge,
     RejectedBody,
@@ -22,11 +29,16 @@ from service.errors import (
     ValidationFailed,
 )
 from service.jobs.ingest import JobDelivery
-from service.jobs.schemas import validate_job
+from service.jobs.schemas import JobCallback, validate_job
 from service.members.data_updates import DataUpdateDelivery, ingest_data_update
 from service.members.ingest import MemberDelivery, MemberReport, ingest_member_event
-from service.members.schemas import validate_connection_status
-from service.members.webhook_schemas import validate_data_update, validate_member
+from service.members.schemas import ConnectionStatusCallback, validate_connection_status
+from service.members.webhook_schemas import (
+    DataUpdateCallback,
+    MemberCallback,
+    validate_data_update,
+    validate_member,
+)
 from service.platform.db import run_in_transaction
 from service.platform.logs import log
 from service.platform.metrics import record_webhook
@@ -63,26 +75,129 @@ Accept = Callable[[Any, Arrival], IngestResult]
 
 
 @bp.post("/webhooks/mx/jobs")
+@documented(
+    ApiDoc(
+        "Receive an MX aggregation-job callback",
+        "webhooks",
+        WEBHOOK_AUTH,
+        ok_status="204",
+        ok_description="stored (or a repeat of a stored delivery); MX must not resend",
+        bodies=(Body(JobCallback, wrapped_as="job"),),
+        body_examples={
+            "wrapped": {"summary": "as MX sends it", "value": {"job": EXAMPLE_JOB}},
+            "bare": {"summary": "the job object alone", "value": EXAMPLE_JOB},
+        },
+        errors=WEBHOOK_ERRORS,
+        description=(
+            "Answers 204 only after the event, the job's new current state and its handler "
+            "runs are committed. Unknown fields are kept; an unknown status is stored. A "
+            "rejected body (400/413/422) is quarantined for replay."
+        ),
+    )
+)
 def receive_job() -> Response:
     return _receive(WebhookKind.JOBS, _accept_job)
 
 
 @bp.post("/webhooks/mx/connection-status")
+@documented(
+    ApiDoc(
+        "Receive an MX CONNECTION_STATUS callback",
+        "webhooks",
+        WEBHOOK_AUTH,
+        ok_status="204",
+        ok_description="stored; MX must not resend",
+        bodies=(Body(ConnectionStatusCallback),),
+        body_examples={"challenged": {"value": EXAMPLE_CONNECTION_STATUS}},
+        errors=WEBHOOK_ERRORS,
+        description=(
+            "The id and name are stored as MX sent them; when they disagree with MX's "
+            "numbering, the name decides the handlers and the disagreement is counted."
+        ),
+    )
+)
 def receive_connection_status() -> Response:
     return _receive(WebhookKind.CONNECTION_STATUS, _accept_connection_status)
 
 
 @bp.post("/webhooks/mx/members")
+@documented(
+    ApiDoc(
+        "Receive an MX MEMBER webhook (member created, updated or deleted)",
+        "webhooks",
+        WEBHOOK_AUTH,
+        ok_status="204",
+        ok_description="stored; MX must not resend",
+        bodies=(Body(MemberCallback, wrapped_as="member"),),
+        body_examples={
+            "updated": {"summary": "as MX documents it", "value": EXAMPLE_MEMBER},
+            "bare": {"summary": "the member object alone", "value": EXAMPLE_MEMBER["member"]},
+        },
+        errors=WEBHOOK_ERRORS,
+        description=(
+            "Updates the member's connection state and history like CONNECTION_STATUS "
+            "(same ordering, duplicate and handler rules) and names its institution. "
+            "action `deleted` marks the member deleted; its history stays. An "
+            "X-CALLBACK-PAYLOAD header is stored with the event."
+        ),
+    )
+)
 def receive_member() -> Response:
     return _receive(WebhookKind.MEMBERS, _accept_member)
 
 
 @bp.post("/webhooks/mx/data-updates")
+@documented(
+    ApiDoc(
+        "Receive an MX data-updated webhook (AGGREGATION, BALANCE, HISTORY, ...)",
+        "webhooks",
+        WEBHOOK_AUTH,
+        ok_status="204",
+        ok_description="stored (or a repeat of a stored delivery); MX must not resend",
+        bodies=(Body(DataUpdateCallback),),
+        body_examples={
+            "aggregation": {"value": EXAMPLE_DATA_UPDATE},
+            "verification": {"value": EXAMPLE_VERIFICATION},
+        },
+        errors=WEBHOOK_ERRORS,
+        description=(
+            "Stored once per (type, member, completed_at); queues data_ready, whose signed "
+            "notification (type member.data_updated) says which data to fetch."
+        ),
+    )
+)
 def receive_data_update() -> Response:
     return _receive(WebhookKind.DATA_UPDATES, _accept_data_update)
 
 
 @bp.post("/webhooks/mx")
+@documented(
+    ApiDoc(
+        "Receive any of MX's webhooks at one URL",
+        "webhooks",
+        WEBHOOK_AUTH,
+        ok_status="204",
+        ok_description="stored; MX must not resend",
+        bodies=(
+            Body(JobCallback, wrapped_as="job"),
+            Body(ConnectionStatusCallback),
+            Body(MemberCallback, wrapped_as="member"),
+            Body(DataUpdateCallback),
+        ),
+        body_examples={
+            "job": {"value": {"job": EXAMPLE_JOB}},
+            "connection_status": {"value": EXAMPLE_CONNECTION_STATUS},
+            "member": {"value": EXAMPLE_MEMBER},
+            "data_update": {"value": EXAMPLE_DATA_UPDATE},
+        },
+        errors=WEBHOOK_ERRORS,
+        description=(
+            "Routed by `type` (CONNECTION_STATUS, MEMBER), `action` (member_data_updated) "
+            "and, failing those, by the fields only one kind has; then exactly as the "
+            "endpoint of that kind. A body of no known kind is a 422."
+        ),
+    )
+)
 def receive_any() -> Response:
     """For those who register one URL for every MX webhook: routed by the body's shape."""
     return _receive(ANY_KIND_ENDPOINT, _accept_any)
@@ -222,7 +337,7 @@ def _read_authenticated_body(settings: Settings) -> tuple[bytes, bool, datetime 
         body, too_large = read_limited(request.stream, limit, request.content_length)
         if too_large:
             # Too big to verify: refuse without quarantining bytes nobody vouched for.
-            raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+            raise PayloadTooLarge(limit)
         if signature_matches(body, signed_headers, settings.signing_secrets):
             return body, too_large, _signature_time(signed_headers)
     challenge = BASIC_CHALLENGE if settings.basic_auth else None
