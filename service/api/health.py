@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from service.api.database_metrics import DatabaseCollector
 from service.api.documented import API_AUTH, NO_AUTH, ApiDoc, documented
 from service.api.responses import json_response
 from service.context import current_state
@@ -43,7 +44,7 @@ def metrics() -> Response:
     token = state.settings.metrics_token
     if token and not bearer_matches(request.headers.get("Authorization"), (token,)):
         raise Unauthorized("a valid bearer token is required for /metrics", BEARER_CHALLENGE)
-    body, content_type = render(state.sessions)
+    body, content_type = render(DatabaseCollector(state.sessions))
     return Response(body, content_type=content_type)
 
 

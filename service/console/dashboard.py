@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.jobs.models import Job, JobEvent
-from service.outbox.models import HandlerRun
+from service.outbox.models import HandlerRun, RunState
 
 RECENT_JOBS = 50
 DEAD_RUNS_SHOWN = 50
@@ -58,7 +58,7 @@ def load_dashboard(session: Session, now: datetime) -> Dashboard:
         dead_runs=list(
             session.scalars(
                 select(HandlerRun)
-                .where(HandlerRun.state == "dead")
+                .where(HandlerRun.state == RunState.DEAD)
                 .order_by(HandlerRun.updated_at.desc())
                 .limit(DEAD_RUNS_SHOWN)
             )

@@ -37,6 +37,19 @@ class RunState(StrEnum):
     DEAD = "dead"
 
 
+class AttemptResult(StrEnum):
+    """How one attempt ended, as the worker counts it."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # another attempt is scheduled
+    DEAD = "dead"  # no attempts left
+
+
+def in_state(state: RunState) -> Any:
+    """The partial indexes' condition: runs in one state."""
+    return text(f"state = '{state.value}'")
+
+
 class HandlerRun(Base):
     """A handler owed to an event (a job's, a member's, or a member's data update): written with
     the event, claimed and run by a worker."""
@@ -54,14 +67,14 @@ class HandlerRun(Base):
             "ix_handler_runs_pending_due_at_id",
             "due_at",
             "id",
-            postgresql_where=text("state = 'pending'"),
-            sqlite_where=text("state = 'pending'"),
+            postgresql_where=in_state(RunState.PENDING),
+            sqlite_where=in_state(RunState.PENDING),
         ),
         Index(
             "ix_handler_runs_running_lease_expires_at",
             "lease_expires_at",
-            postgresql_where=text("state = 'running'"),
-            sqlite_where=text("state = 'running'"),
+            postgresql_where=in_state(RunState.RUNNING),
+            sqlite_where=in_state(RunState.RUNNING),
         ),
         Index("ix_handler_runs_job_guid", "job_guid"),
         Index("ix_handler_runs_member_guid", "member_guid"),

@@ -30,7 +30,7 @@ from service.handlers.loading import JobHistories, handler_event, job_histories
 from service.handlers.registry import handler_plan, load_handlers
 from service.outbox.backoff import RetryPolicy
 from service.outbox.claims import any_due, claim_due
-from service.outbox.models import HandlerRun
+from service.outbox.models import AttemptResult, HandlerRun
 from service.outbox.records import mark_all_succeeded, mark_failed, release, renew_leases
 from service.outbox.wakeups import HANDLER_RUNS_CHANNEL, WakeUps
 from service.platform.db import make_engine, make_session_factory, transaction
@@ -156,7 +156,7 @@ class Worker:
             if run.id not in kept:
                 _lease_lost(run)
                 continue
-            HANDLER_RUNS_FINISHED.labels(handler=run.handler, result="succeeded").inc()
+            HANDLER_RUNS_FINISHED.labels(handler=run.handler, result=AttemptResult.SUCCEEDED).inc()
             log(logger, "handler run succeeded", error=None, retry_in_seconds=None, **_fields(run))
 
     def _record_failure(self, run: HandlerRun, error: str) -> None:
@@ -168,9 +168,8 @@ class Worker:
         if not kept:
             _lease_lost(run)
             return
-        HANDLER_RUNS_FINISHED.labels(
-            handler=run.handler, result="dead" if delay is None else "failed"
-        ).inc()
+        result = AttemptResult.DEAD if delay is None else AttemptResult.FAILED
+        HANDLER_RUNS_FINISHED.labels(handler=run.handler, result=result).inc()
         log(
             logger,
             "handler run dead" if delay is None else "handler run retry scheduled",
