@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import math
 import os
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from service.jobs.statuses import job_status_code
+from service.platform.keys import stretched_key
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/jobhooks.db"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
@@ -66,7 +66,6 @@ class Settings:
     outage_member_threshold: int = 10
     handler_plan: HandlerPlan = ()
     secret_key_setting: str | None = field(default=None, repr=False)
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @cached_property
     def secret_key(self) -> bytes:
@@ -82,18 +81,25 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        # Each default is stated once, on its field above; a variable left unset takes it.
+        default = cls()
         return cls(
-            database_url=_database_url(env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL),
+            database_url=_database_url(env.get("DATABASE_URL", "").strip() or default.database_url),
             port=_port(env),
             basic_auth=_credential_pairs("WEBHOOK_BASIC_AUTH", env.get("WEBHOOK_BASIC_AUTH", "")),
             oauth_clients=_credential_pairs(
                 "WEBHOOK_OAUTH_CLIENTS", env.get("WEBHOOK_OAUTH_CLIENTS", "")
             ),
-            oauth_token_ttl_seconds=_positive_int("WEBHOOK_OAUTH_TOKEN_TTL_SECONDS", env, 3600),
-            auth_failure_limit=_positive_int("AUTH_FAILURE_LIMIT", env, 30),
-            auth_failure_window_seconds=_positive_int("AUTH_FAILURE_WINDOW_SECONDS", env, 60),
+            oauth_token_ttl_seconds=_positive_int(
+                "WEBHOOK_OAUTH_TOKEN_TTL_SECONDS", env, default.oauth_token_ttl_seconds
+            ),
+            auth_failure_limit=_positive_int("AUTH_FAILURE_LIMIT", env, default.auth_failure_limit),
+            auth_failure_window_seconds=_positive_int(
+                "AUTH_FAILURE_WINDOW_SECONDS", env, default.auth_failure_window_seconds
+            ),
             auth_failure_exempt=_comma_list(
-                "AUTH_FAILURE_EXEMPT", env.get("AUTH_FAILURE_EXEMPT", "127.0.0.1,::1")
+                "AUTH_FAILURE_EXEMPT",
+                env.get("AUTH_FAILURE_EXEMPT", ",".join(default.auth_failure_exempt)),
             ),
             trusted_proxy_count=_non_negative_int("TRUSTED_PROXY_COUNT", env),
             metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
@@ -102,21 +108,36 @@ class Settings:
             notify_url=_optional_url("NOTIFY_URL", env.get("NOTIFY_URL")),
             notify_signing_secret=_optional_secret(env.get("NOTIFY_SIGNING_SECRET")),
             alert_url=_optional_url("ALERT_URL", env.get("ALERT_URL")),
-            max_body_bytes=_positive_int("MAX_BODY_BYTES", env, DEFAULT_MAX_BODY_BYTES),
+            max_body_bytes=_positive_int("MAX_BODY_BYTES", env, default.max_body_bytes),
             allow_unauthenticated=_flag("JOBHOOKS_ALLOW_UNAUTHENTICATED", env),
-            handler_retry_base_seconds=_positive_float("HANDLER_RETRY_BASE_SECONDS", env, 5.0),
-            handler_max_attempts=_positive_int("HANDLER_MAX_ATTEMPTS", env, 8),
-            handler_lease_seconds=_positive_float("HANDLER_LEASE_SECONDS", env, 60.0),
-            handler_timeout_seconds=_positive_float("HANDLER_TIMEOUT_SECONDS", env, 10.0),
-            worker_poll_seconds=_positive_float("WORKER_POLL_SECONDS", env, 0.2),
+            handler_retry_base_seconds=_positive_float(
+                "HANDLER_RETRY_BASE_SECONDS", env, default.handler_retry_base_seconds
+            ),
+            handler_max_attempts=_positive_int(
+                "HANDLER_MAX_ATTEMPTS", env, default.handler_max_attempts
+            ),
+            handler_lease_seconds=_positive_float(
+                "HANDLER_LEASE_SECONDS", env, default.handler_lease_seconds
+            ),
+            handler_timeout_seconds=_positive_float(
+                "HANDLER_TIMEOUT_SECONDS", env, default.handler_timeout_seconds
+            ),
+            worker_poll_seconds=_positive_float(
+                "WORKER_POLL_SECONDS", env, default.worker_poll_seconds
+            ),
             worker_metrics_port=_non_negative_int("WORKER_METRICS_PORT", env),
-            worker_concurrency=_positive_int("WORKER_CONCURRENCY", env, 4),
-            prompt_dedup_window_seconds=_positive_int("PROMPT_DEDUP_WINDOW_SECONDS", env, 600),
-            outage_window_seconds=_positive_int("OUTAGE_WINDOW_SECONDS", env, 900),
-            outage_member_threshold=_positive_int("OUTAGE_MEMBER_THRESHOLD", env, 10),
+            worker_concurrency=_positive_int("WORKER_CONCURRENCY", env, default.worker_concurrency),
+            prompt_dedup_window_seconds=_positive_int(
+                "PROMPT_DEDUP_WINDOW_SECONDS", env, default.prompt_dedup_window_seconds
+            ),
+            outage_window_seconds=_positive_int(
+                "OUTAGE_WINDOW_SECONDS", env, default.outage_window_seconds
+            ),
+            outage_member_threshold=_positive_int(
+                "OUTAGE_MEMBER_THRESHOLD", env, default.outage_member_threshold
+            ),
             handler_plan=_handler_plan(env.get("HANDLERS", "")),
             secret_key_setting=_optional_secret_key(env.get("SECRET_KEY")),
-            extra={k: v for k, v in env.items() if k.startswith("JOBHOOKS_")},
         )
 
     def require_ingest_credentials(self) -> None:
@@ -135,17 +156,14 @@ def derive_secret_key(
 ) -> bytes:
     """A stable key from the configured credentials, so processes agree without sharing memory.
 
-    scrypt, not a plain hash: values signed with this key (cursors) must not become an offline
-    oracle for guessing a weak token. Sorted, so the order the tokens are listed in does not matter.
-    Rotating a token changes the key; set SECRET_KEY to keep signed values valid across rotations.
+    Sorted, so the order the tokens are listed in does not matter. Rotating a token changes the
+    key; set SECRET_KEY to keep signed values valid across rotations.
     """
     material = "\x1e".join(
         sorted(f"token\x1f{token}" for token in api_tokens)
         + sorted(f"basic\x1f{user}\x1f{password}" for user, password in basic_auth)
     )
-    return hashlib.scrypt(
-        material.encode(), salt=b"jobhooks/secret-key/v1", n=2**14, r=8, p=1, dklen=32
-    )
+    return stretched_key(material, b"jobhooks/secret-key/v1")
 
 
 def _optional_secret_key(raw: str | None) -> str | None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import Settings
 from service.jobs.commits import JobCommits
 from service.jobs.ingest import HandlersFor
-from service.members.cross_source import CrossSourceRules
+from service.members.cross_source import DEFAULT_RULES, CrossSourceRules
 from service.members.ingest import ConnectionHandlersFor
 from service.members.statuses import connection_handlers
 
@@ -28,7 +28,7 @@ class AppState:
     # The built-in connection-status table; HANDLERS configures job statuses only.
     connection_handlers_for: ConnectionHandlersFor = connection_handlers
     # Windows and thresholds of the cross-source rules, read from settings once, not per delivery.
-    cross_source_rules: CrossSourceRules = CrossSourceRules()
+    cross_source_rules: CrossSourceRules = DEFAULT_RULES
 
 
 def current_state() -> AppState:

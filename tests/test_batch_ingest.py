@@ -19,7 +19,7 @@ from service.jobs.commits import job_batch_committer
 from service.jobs.ingest import HandlersFor, JobDelivery, ingest_jobs
 from service.jobs.models import Job, JobEvent
 from service.jobs.schemas import JobCallback, validate_job
-from service.members.cross_source import CrossSourceRules
+from service.members.cross_source import DEFAULT_RULES
 from service.members.models import MemberPrompt
 from service.outbox.models import HandlerRun
 from service.platform.db import make_engine, make_session_factory, run_in_transaction
@@ -146,7 +146,7 @@ def test_run_ids_belong_to_their_own_delivery(store: Store) -> None:
 
 def test_one_delivery_the_database_refuses_fails_alone(store: Store) -> None:
     """Validation keeps such values out today; the batch must not depend on that."""
-    commit_batch = job_batch_committer(store.sessions, store.plan, CrossSourceRules())
+    commit_batch = job_batch_committer(store.sessions, store.plan, DEFAULT_RULES)
     good = delivery("", "good", 2, 1)
     later = delivery("", "later", 6, 2)
     unstorable_job = JobCallback.model_construct(

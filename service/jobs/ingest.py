@@ -16,6 +16,7 @@ from service.jobs.schemas import JobCallback
 from service.jobs.statuses import status_name
 from service.members.cross_source import (
     CHALLENGE_ENDING_JOB_STATUSES,
+    DEFAULT_RULES,
     PROMPT_HANDLERS,
     CrossSourceRules,
     PromptRequest,
@@ -30,7 +31,6 @@ from service.platform.db import insert_for_dialect
 from service.platform.outcomes import IngestResult, Outcome
 
 HandlersFor = Callable[[int], Sequence[str]]
-DEFAULT_RULES = CrossSourceRules()
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,11 @@ CHALLENGE_ENDING_JOB_STATUSES = frozenset(
 
 @dataclass(frozen=True)
 class CrossSourceRules:
-    prompt_window: timedelta = timedelta(seconds=600)
-    outage_window: timedelta = timedelta(seconds=900)
-    outage_threshold: int = 10
+    """The windows and threshold of the rules below, as configured (defaults in Settings)."""
+
+    prompt_window: timedelta
+    outage_window: timedelta
+    outage_threshold: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CrossSourceRules:
@@ -43,6 +45,9 @@ class CrossSourceRules:
             outage_window=timedelta(seconds=settings.outage_window_seconds),
             outage_threshold=settings.outage_member_threshold,
         )
+
+
+DEFAULT_RULES = CrossSourceRules.from_settings(Settings())
 
 
 def learn_institutions(session: Session, memberships: Iterable[tuple[str, str]]) -> None:

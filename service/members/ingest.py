@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.jobs.ingest import DEFAULT_RULES
 from service.jobs.models import Job
 from service.members.cross_source import (
+    DEFAULT_RULES,
     OUTAGE_HANDLER,
     CrossSourceRules,
     PromptSource,

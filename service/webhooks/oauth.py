@@ -7,7 +7,6 @@ client; removing a client from WEBHOOK_OAUTH_CLIENTS revokes its tokens at once.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,7 @@ from functools import lru_cache
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
+from service.platform.keys import stretched_key
 from service.webhooks.auth import basic_credentials, bearer_token
 
 TOKEN_SALT = "jobhooks.oauth.access-token"  # noqa: S105 - a namespace, not a secret
@@ -53,9 +53,8 @@ def signing_key(secret_key_setting: str | None, clients: Sequence[tuple[str, str
 
 @lru_cache(maxsize=4)
 def _derive_from_clients(clients: tuple[tuple[str, str], ...]) -> bytes:
-    # scrypt so a captured token is no cheap oracle for guessing a weak client secret.
     material = "\x1e".join(f"{client_id}\x1f{secret}" for client_id, secret in clients)
-    return hashlib.scrypt(material.encode(), salt=b"jobhooks/oauth/v1", n=2**14, r=8, p=1, dklen=32)
+    return stretched_key(material, b"jobhooks/oauth/v1")
 
 
 def _serializer(secret_key: bytes) -> URLSafeTimedSerializer:

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.errors import RejectedBody
-from service.jobs.ingest import DEFAULT_RULES, HandlersFor, JobDelivery, ingest_job
+from service.jobs.ingest import HandlersFor, JobDelivery, ingest_job
 from service.jobs.schemas import validate_job
-from service.members.cross_source import CrossSourceRules
+from service.members.cross_source import DEFAULT_RULES, CrossSourceRules
 from service.members.data_updates import DataUpdateDelivery, ingest_data_update
 from service.members.ingest import MemberDelivery, ingest_member_event
 from service.members.schemas import validate_connection_status
