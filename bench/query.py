@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service import migrate  # noqa: E402
-from service.api.cursors import Position, cursor_key, cursor_scope, encode_cursor  # noqa: E402
+from service.api.cursors import cursor_key, cursor_scope, encode_cursor  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.jobs.models import Job, JobEvent  # noqa: E402
@@ -49,6 +49,7 @@ from service.jobs.queries import (  # noqa: E402
 from service.jobs.schemas import JobFilters  # noqa: E402
 from service.platform.db import make_engine  # noqa: E402
 from service.platform.models import Base  # noqa: E402
+from service.platform.pages import Position  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/jobhooks_bench_b"
 BIN = Path(sys.executable).parent

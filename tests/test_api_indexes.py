@@ -8,16 +8,11 @@ import pytest
 from sqlalchemy import Select, inspect, text
 from sqlalchemy.engine import Engine
 
-from service.api.cursors import Position
-from service.jobs.queries import (
-    dated_jobs,
-    job_with_history,
-    status_counts_statement,
-    undated_jobs,
-)
+from service.jobs.queries import dated_jobs, job_with_history, status_counts_statement, undated_jobs
 from service.jobs.schemas import JobFilters
 from service.platform import migrations as migrate
 from service.platform.db import make_engine
+from service.platform.pages import Position
 
 QUERY_INDEXES = {
     "jobs": {

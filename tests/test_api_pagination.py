@@ -6,16 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.api.cursors import (
-    CursorError,
-    Position,
-    cursor_key,
-    cursor_scope,
-    decode_cursor,
-    encode_cursor,
-    page_of,
-)
+from service.api.cursors import CursorError, cursor_key, cursor_scope, decode_cursor, encode_cursor
 from service.config import ConfigError, Settings
+from service.platform.pages import Position, page_of
 
 KEY = cursor_key(b"k" * 32)
 SCOPE = cursor_scope("jobs", {"status": [9]})

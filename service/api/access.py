@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from flask import request
 from sqlalchemy.orm import Session
 
-from service.api.cursors import CursorError, Position, cursor_key, decode_cursor, encode_cursor
+from service.api.cursors import CursorError, cursor_key, decode_cursor, encode_cursor
 from service.context import current_state
 from service.errors import BadRequest, FieldProblem, Unauthorized
+from service.platform.pages import Position
 from service.webhooks.auth import BEARER_CHALLENGE, bearer_matches
 
 

@@ -13,31 +13,22 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
+
+from service.platform.pages import Position
 
 CURSOR_VERSION = "1"
 MAC_BYTES = 16
 # A separate key per purpose: other features sign with the same secret_key.
 CURSOR_KEY_LABEL = b"jobhooks/cursor/v1"
 
-Row = TypeVar("Row")
-
 
 class CursorError(ValueError):
     """The cursor was altered, truncated, or belongs to a different query."""
-
-
-@dataclass(frozen=True)
-class Position:
-    """A row's place in a newest-first keyset order: (at, key), both descending."""
-
-    at: datetime | None
-    key: str | int
 
 
 def cursor_key(secret_key: bytes) -> bytes:
@@ -64,15 +55,6 @@ def decode_cursor(cursor: str, scope: str, key: bytes) -> Position:
     if not hmac.compare_digest(mac, _mac(key, scope, payload)):
         raise CursorError("the cursor was altered or belongs to a different query")
     return _position(payload)
-
-
-def page_of(
-    rows: Sequence[Row], limit: int, position_of: Callable[[Row], Position]
-) -> tuple[list[Row], Position | None]:
-    """Callers fetch limit + 1 rows: the extra one only proves that another page exists."""
-    page = list(rows[:limit])
-    more = len(rows) > limit
-    return page, position_of(page[-1]) if more and page else None
 
 
 def _mac(key: bytes, scope: str, payload: bytes) -> bytes:

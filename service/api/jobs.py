@@ -7,23 +7,13 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, request
 
 from service.api.access import cursor_for, position_from, reading, require_bearer_token
-from service.api.cursors import (
-    cursor_scope,
-)
+from service.api.cursors import cursor_scope
 from service.api.documented import API_AUTH, ApiDoc, PathParam, documented
 from service.api.examples import example_job_detail
 from service.api.query_params import parse_query
 from service.api.responses import json_response
 from service.errors import BadRequest, FieldProblem, NotFound
-from service.jobs.queries import (
-    job_detail,
-    job_out,
-    job_stats,
-    list_jobs,
-    list_rejected_deliveries,
-    rejected_delivery_out,
-    stats_window,
-)
+from service.jobs.queries import job_detail, job_out, job_stats, list_jobs, stats_window
 from service.jobs.schemas import (
     JobDetailOut,
     JobFilters,
@@ -33,6 +23,7 @@ from service.jobs.schemas import (
     StatsQuery,
 )
 from service.platform.types import PageQuery
+from service.webhooks.quarantine import list_rejected_deliveries, rejected_delivery_out
 from service.webhooks.schemas import RejectedDeliveryListOut
 
 bp = Blueprint("api", __name__)

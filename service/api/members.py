@@ -6,9 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from service.api.access import cursor_for, position_from, reading, require_bearer_token
-from service.api.cursors import (
-    cursor_scope,
-)
+from service.api.cursors import cursor_scope
 from service.api.documented import API_AUTH, ApiDoc, PathParam, documented
 from service.api.query_params import parse_query
 from service.api.responses import json_response

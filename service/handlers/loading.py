@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import (
     select,
@@ -50,16 +51,27 @@ def handler_event(session: Session, run: HandlerRun, histories: JobHistories) ->
     history = histories[str(run.job_guid)]
     event = next(event for event in history if event.id == run.event_id)
     return HandlerEvent(
-        run_id=run.id,
-        handler=run.handler,
-        idempotency_key=run.idempotency_key,
-        attempt=run.attempts,
+        **_run_fields(run),
         event_id=event.id,
         received_at=event.received_at,
         job=_job(event),
         previous=_previous_state(event, history),
         payload=event.payload,
     )
+
+
+def _run_fields(run: HandlerRun) -> dict[str, Any]:
+    """What every typed event says of the run it is for."""
+    return {
+        "run_id": run.id,
+        "handler": run.handler,
+        "idempotency_key": run.idempotency_key,
+        "attempt": run.attempts,
+    }
+
+
+def _institution_of(session: Session, member_guid: str) -> str | None:
+    return session.scalar(select(Member.institution_guid).where(Member.guid == member_guid))
 
 
 def _job(event: JobEvent) -> JobCallback:
@@ -93,14 +105,9 @@ def member_handler_event(session: Session, run: HandlerRun) -> MemberHandlerEven
     """The stored body with MX's status resolved, the state it replaced, and the member's
     institution as far as its job callbacks have told us."""
     event = session.get_one(MemberEvent, run.member_event_id)
-    institution = session.scalar(
-        select(Member.institution_guid).where(Member.guid == event.member_guid)
-    )
+    institution = _institution_of(session, event.member_guid)
     return MemberHandlerEvent(
-        run_id=run.id,
-        handler=run.handler,
-        idempotency_key=run.idempotency_key,
-        attempt=run.attempts,
+        **_run_fields(run),
         event_id=event.id,
         received_at=event.received_at,
         event_at=event.event_at,
@@ -115,15 +122,10 @@ def member_handler_event(session: Session, run: HandlerRun) -> MemberHandlerEven
 
 def data_update_handler_event(session: Session, run: HandlerRun) -> DataUpdateHandlerEvent:
     update = session.get_one(MemberDataUpdate, run.data_update_id)
-    institution = session.scalar(
-        select(Member.institution_guid).where(Member.guid == update.member_guid)
-    )
+    institution = _institution_of(session, update.member_guid)
     body = DataUpdateCallback.model_validate(update.payload) if update.payload else None
     return DataUpdateHandlerEvent(
-        run_id=run.id,
-        handler=run.handler,
-        idempotency_key=run.idempotency_key,
-        attempt=run.attempts,
+        **_run_fields(run),
         data_update_id=update.id,
         received_at=update.received_at,
         member_guid=update.member_guid,

@@ -26,7 +26,7 @@ from service.members.cross_source import (
     unprompted_many,
 )
 from service.outbox.enqueue import OwedRuns, RunOwner, queue_many
-from service.platform.bulk import BulkWrite
+from service.platform.bulk import BulkWrite, insert_new
 from service.platform.db import insert_for_dialect
 from service.platform.outcomes import IngestResult, Outcome
 
@@ -202,17 +202,6 @@ def _member_prompts(
 # Statements are built once per dialect with bound parameters and run through BulkWrite:
 # building and executing statements through the ORM costs more Python time than the database
 # needs to run them, and this is the hot path of every delivery.
-def _event_insert(dialect: str) -> Any:
-    # A unique key, not a read-then-write, so two racing copies of one delivery store one row.
-    events = JobEvent.__table__
-    return (
-        insert_for_dialect(dialect, events)
-        .values({name: bindparam(name) for name in EVENT_COLUMNS})
-        .on_conflict_do_nothing()
-        .returning(events.c.id)
-    )
-
-
 EVENT_COLUMNS = (
     "job_guid",
     "status",
@@ -265,7 +254,7 @@ def _job_upsert(dialect: str) -> Any:
     ).returning(jobs.c.guid)
 
 
-EVENT_INSERT = BulkWrite(_event_insert)
+EVENT_INSERT = insert_new(JobEvent.__table__, EVENT_COLUMNS)
 JOB_UPSERT = BulkWrite(_job_upsert)
 
 

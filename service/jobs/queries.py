@@ -6,7 +6,6 @@ last row served, so page 10,000 costs what page 1 does.
 
 from __future__ import annotations
 
-import base64
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -14,7 +13,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
-from service.api.cursors import Position, page_of
 from service.jobs.models import Job, JobEvent
 from service.jobs.schemas import (
     EventOut,
@@ -29,8 +27,8 @@ from service.jobs.statuses import status_name
 from service.outbox.models import HandlerRun
 from service.outbox.schemas import HandlerRunOut
 from service.platform.db import UTCDateTime
-from service.webhooks.models import RejectedDelivery
-from service.webhooks.schemas import RejectedDeliveryOut
+from service.platform.models import columns_of
+from service.platform.pages import Position, page_of
 
 DEFAULT_STATS_WINDOW = timedelta(hours=1)
 
@@ -53,14 +51,8 @@ def job_detail(session: Session, guid: str) -> JobDetailOut | None:
     return JobDetailOut(
         job=job_out(job),
         history=[
-            EventOut(
-                id=event.id,
-                status=event.status,
-                status_name=event.status_name,
-                updated_at=event.updated_at,
-                received_at=event.received_at,
-                current=event.id == job.current_event_id,
-                payload=event.payload,
+            EventOut.model_validate(
+                {**columns_of(event), "current": event.id == job.current_event_id}
             )
             for event in events
         ],
@@ -250,41 +242,3 @@ def summarize_counts(
 
 
 # Quarantined bodies, newest first.
-
-
-def rejected_position(row: RejectedDelivery) -> Position:
-    return Position(row.received_at, row.id)
-
-
-def list_rejected_deliveries(
-    session: Session, after: Position | None, limit: int
-) -> tuple[list[RejectedDelivery], Position | None]:
-    statement = select(RejectedDelivery)
-    if after is not None:
-        after_key = (literal(after.at, UTCDateTime()), literal(int(after.key)))
-        statement = statement.where(
-            tuple_(RejectedDelivery.received_at, RejectedDelivery.id) < tuple_(*after_key)
-        )
-    statement = statement.order_by(
-        RejectedDelivery.received_at.desc(), RejectedDelivery.id.desc()
-    ).limit(limit + 1)
-    return page_of(list(session.scalars(statement)), limit, rejected_position)
-
-
-def rejected_delivery_out(row: RejectedDelivery) -> RejectedDeliveryOut:
-    body = row.body
-    return RejectedDeliveryOut(
-        id=row.id,
-        endpoint=row.endpoint,
-        received_at=row.received_at,
-        status_code=row.status_code,
-        reason=row.reason,
-        details=row.details,
-        content_type=row.content_type,
-        delivery_id=row.delivery_id,
-        # An operator reads the text; replaying needs the exact bytes, invalid UTF-8 included.
-        body_text=body.decode("utf-8", errors="replace") if body is not None else None,
-        body_base64=base64.b64encode(body).decode() if body is not None else None,
-        body_truncated=row.body_truncated,
-        replayed_at=row.replayed_at,
-    )

@@ -8,47 +8,26 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, Select, literal, select, tuple_
 from sqlalchemy.orm import Session
 
-from service.api.cursors import Position, page_of
 from service.members.models import Member, MemberDataUpdate, MemberEvent
 from service.members.schemas import DataUpdateOut, MemberEventOut, MemberFilters, MemberOut
 from service.members.statuses import connection_status
 from service.outbox.models import HandlerRun
 from service.outbox.schemas import HandlerRunOut
 from service.platform.db import UTCDateTime
+from service.platform.models import columns_of
+from service.platform.pages import Position, page_of
 
 
 def member_out(member: Member) -> MemberOut:
     known = connection_status(member.connection_status_id, member.connection_status)
-    return MemberOut(
-        guid=member.guid,
-        user_guid=member.user_guid,
-        institution_guid=member.institution_guid,
-        institution_code=member.institution_code,
-        connection_status_id=member.connection_status_id,
-        connection_status=member.connection_status,
-        connection_status_message=member.connection_status_message,
-        end_user_actionable=known.end_user_actionable if known else False,
-        deleted_at=member.deleted_at,
-        event_at=member.event_at,
-        received_at=member.received_at,
-        first_received_at=member.first_received_at,
-    )
+    actionable = known.end_user_actionable if known else False
+    return MemberOut.model_validate({**columns_of(member), "end_user_actionable": actionable})
 
 
 def member_event_out(event: MemberEvent, current_event_id: int) -> MemberEventOut:
-    return MemberEventOut(
-        id=event.id,
-        source=event.kind,
-        action=event.action,
-        connection_status_id=event.connection_status_id,
-        connection_status=event.connection_status,
-        connection_status_message=event.connection_status_message,
-        event_at=event.event_at,
-        event_at_source=event.event_at_source,
-        received_at=event.received_at,
-        current=event.id == current_event_id,
-        callback_payload=event.callback_payload,
-        payload=event.payload,
+    current = event.id == current_event_id
+    return MemberEventOut.model_validate(
+        {**columns_of(event), "source": event.kind, "current": current}
     )
 
 
@@ -86,17 +65,7 @@ def member_handler_runs(session: Session, guid: str) -> list[HandlerRunOut]:
 
 
 def data_update_out(update: MemberDataUpdate) -> DataUpdateOut:
-    return DataUpdateOut(
-        id=update.id,
-        member_guid=update.member_guid,
-        user_guid=update.user_guid,
-        type=update.data_type,
-        action=update.action,
-        completed_at=update.completed_at,
-        completed_on=update.completed_on,
-        received_at=update.received_at,
-        payload=update.payload,
-    )
+    return DataUpdateOut.model_validate({**columns_of(update), "type": update.data_type})
 
 
 def list_data_updates(

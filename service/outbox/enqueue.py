@@ -9,13 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam
 from sqlalchemy.orm import Session
 
 from service.outbox.models import HandlerRun, RunState
 from service.outbox.wakeups import HANDLER_RUNS_CHANNEL
-from service.platform.bulk import BulkWrite
-from service.platform.db import insert_for_dialect
+from service.platform.bulk import insert_new
 from service.platform.notify import notify
 
 
@@ -78,16 +76,6 @@ def queue_many(session: Session, owed: Sequence[OwedRuns]) -> list[list[int]]:
     return run_ids
 
 
-def _run_insert(dialect: str) -> Any:
-    runs = HandlerRun.__table__
-    return (
-        insert_for_dialect(dialect, runs)
-        .values({name: bindparam(name) for name in RUN_COLUMNS})
-        .on_conflict_do_nothing()
-        .returning(runs.c.id)
-    )
-
-
 RUN_COLUMNS = (
     "event_id",
     "job_guid",
@@ -103,4 +91,4 @@ RUN_COLUMNS = (
     "created_at",
     "updated_at",
 )
-RUN_INSERT = BulkWrite(_run_insert)
+RUN_INSERT = insert_new(HandlerRun.__table__, RUN_COLUMNS)

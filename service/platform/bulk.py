@@ -6,9 +6,12 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
+
+from service.platform.db import insert_for_dialect
 
 
 class BulkStatement:
@@ -101,3 +104,16 @@ class BulkWrite:
 
     def _compile(self, dialect: Dialect) -> BulkStatement:
         return BulkStatement(self._build(dialect.name), dialect)
+
+
+def insert_new(table: Any, columns: Sequence[str]) -> BulkWrite:
+    """Insert rows of `columns`, each returning its new id, or nothing where a unique key already
+    holds it: a unique key, not a read-then-write, so two racing copies store one row."""
+    return BulkWrite(
+        lambda dialect: (
+            insert_for_dialect(dialect, table)
+            .values({name: bindparam(name) for name in columns})
+            .on_conflict_do_nothing()
+            .returning(table.c.id)
+        )
+    )

@@ -7,6 +7,7 @@ webhooks/models.py); all_models() imports them so the metadata is whole (Alembic
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from sqlalchemy import JSON
 from sqlalchemy.dialects import postgresql
@@ -27,6 +28,11 @@ DOMAIN_MODELS = (
 
 class Base(DeclarativeBase):
     pass
+
+
+def columns_of(row: Base) -> dict[str, Any]:
+    """A row's column values by attribute name, for a document model to pick its fields from."""
+    return {column.key: getattr(row, column.key) for column in row.__mapper__.column_attrs}
 
 
 def all_models() -> type[Base]:

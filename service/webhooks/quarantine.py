@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from service.errors import RejectedBody
@@ -18,10 +19,14 @@ from service.members.ingest import MemberDelivery, ingest_member_event
 from service.members.schemas import validate_connection_status
 from service.members.statuses import connection_handlers
 from service.members.webhook_schemas import validate_data_update, validate_member
+from service.platform.db import UTCDateTime
+from service.platform.models import columns_of
 from service.platform.outcomes import IngestResult
+from service.platform.pages import Position, page_of
 from service.webhooks.kinds import ANY_KIND_ENDPOINT, WebhookKind, webhook_kind
 from service.webhooks.models import RejectedDelivery
 from service.webhooks.payload import parse_json
+from service.webhooks.schemas import RejectedDeliveryOut
 
 REPLAYABLE_ENDPOINTS = frozenset({*WebhookKind, ANY_KIND_ENDPOINT})
 
@@ -140,3 +145,37 @@ def _ingest(
         report=report, raw=raw, received_at=rejected.received_at, delivery_id=delivery_id
     )
     return ingest_member_event(session, member_delivery, connection_handlers, rules)
+
+
+# Reading the quarantine, for the API.
+
+
+def rejected_position(row: RejectedDelivery) -> Position:
+    return Position(row.received_at, row.id)
+
+
+def list_rejected_deliveries(
+    session: Session, after: Position | None, limit: int
+) -> tuple[list[RejectedDelivery], Position | None]:
+    statement = select(RejectedDelivery)
+    if after is not None:
+        after_key = (literal(after.at, UTCDateTime()), literal(int(after.key)))
+        statement = statement.where(
+            tuple_(RejectedDelivery.received_at, RejectedDelivery.id) < tuple_(*after_key)
+        )
+    statement = statement.order_by(
+        RejectedDelivery.received_at.desc(), RejectedDelivery.id.desc()
+    ).limit(limit + 1)
+    return page_of(list(session.scalars(statement)), limit, rejected_position)
+
+
+def rejected_delivery_out(row: RejectedDelivery) -> RejectedDeliveryOut:
+    body = row.body
+    # An operator reads the text; replaying needs the exact bytes, invalid UTF-8 included.
+    return RejectedDeliveryOut.model_validate(
+        {
+            **columns_of(row),
+            "body_text": body.decode("utf-8", errors="replace") if body is not None else None,
+            "body_base64": base64.b64encode(body).decode() if body is not None else None,
+        }
+    )
