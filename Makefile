@@ -42,7 +42,7 @@ lint: install
 # The fuzzers of `make test`, twenty times bigger: hypothesis on the webhook body and
 # schemathesis on every operation of /openapi.json. Set TEST_DATABASE_URL for PostgreSQL too.
 fuzz: install
-	FUZZ_SCALE=$${FUZZ_SCALE:-20} $(BIN)/pytest -q tests/test_fuzz_ingest.py tests/test_schemathesis.py
+	FUZZ_SCALE=$${FUZZ_SCALE:-20} $(BIN)/pytest -q tests/webhooks/test_fuzz_ingest.py tests/api/test_schemathesis.py
 
 # Benchmarks print figures relative to baselines measured in the same run (see bench/RESULTS.md).
 # They need wrk and webhook from Debian: apt-get install -y wrk webhook.

@@ -25,6 +25,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
+from werkzeug.test import TestResponse
 
 from service.app import create_app
 from service.config import Settings
@@ -40,6 +41,8 @@ BASIC_USER = "mx"
 BASIC_PASSWORD = "mx-test-password"
 API_TOKEN = "test-api-token"
 SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# Signs what the handlers deliver to NOTIFY_URL in tests; never an inbound secret.
+NOTIFY_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -173,6 +176,22 @@ def ingest_headers() -> dict[str, str]:
 @pytest.fixture
 def api_headers() -> dict[str, str]:
     return bearer_header()
+
+
+def assert_error_shape(response: TestResponse, status: int, code: str | None = None) -> list[Any]:
+    """Every error is JSON {"error", "message", "details": [{"field", "message"}]}, no traceback."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    assert "Traceback" not in response.get_data(as_text=True)
+    document = response.get_json()
+    assert set(document) == {"error", "message", "details"}
+    assert isinstance(document["message"], str) and document["message"]
+    if code is not None:
+        assert document["error"] == code
+    for detail in document["details"]:
+        assert set(detail) == {"field", "message"}
+    details: list[Any] = document["details"]
+    return details
 
 
 def job_body(**overrides: Any) -> dict[str, Any]:
@@ -343,3 +362,11 @@ def make_worker(
 
     yield make
     http.close()
+
+
+def drain(worker: Worker, limit: int = 50) -> int:
+    """Run due work until none is left; bounded so a bug cannot spin forever."""
+    for done in range(limit):
+        if not worker.run_once():
+            return done
+    raise AssertionError("work never ran out")

@@ -17,7 +17,7 @@ from service.platform.db import make_engine
 from service.platform.models import Base
 from service.platform.schema_version import SCHEMA_HEAD
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_TABLES = set(Base.metadata.tables)
 
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import SIGNING_SECRET, app_state, basic_header, job_body
+from conftest import SIGNING_SECRET, app_state, assert_error_shape, basic_header, job_body
 from db_rows import count, rows
 from flask import Flask
 from flask.testing import FlaskClient
+from mx_bodies import MEMBER, URL, USER, status_body
 from sqlalchemy.engine import Engine
 from standardwebhooks.webhooks import Webhook
-from test_ingest import assert_error_shape
 from werkzeug.test import TestResponse
 
 from service.app import create_app
@@ -26,28 +26,7 @@ from service.members.models import Member, MemberEvent
 from service.members.statuses import CONNECTION_STATUSES
 from service.webhooks.models import RejectedDelivery
 
-URL = "/webhooks/mx/connection-status"
-MEMBER = "MBR-48d9a481-f2a2-7e13-2685-62869cf0d33a"
-USER = "USR-eaf4ac68-d17d-5e9b-7b46-959a5b315a9e"
 PostStatus = Callable[..., TestResponse]
-
-
-def status_body(**overrides: Any) -> dict[str, Any]:
-    """A CONNECTION_STATUS body shaped like MX's documented example."""
-    body: dict[str, Any] = {
-        "action": "CHANGED",
-        "type": "CONNECTION_STATUS",
-        "connection_status": "CHALLENGED",
-        "connection_status_id": 3,
-        "connection_status_message": "To authenticate, please answer the challenge.",
-        "member_guid": MEMBER,
-        "user_guid": USER,
-    }
-    if "connection_status_id" in overrides and "connection_status" not in overrides:
-        # An id given alone is sent alone: the default name would contradict it.
-        body["connection_status"] = None
-    body.update(overrides)
-    return body
 
 
 @pytest.fixture

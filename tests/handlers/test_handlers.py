@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import FakeClock, Sink, job_body
+from conftest import NOTIFY_SECRET, FakeClock, Sink, drain, job_body
 from db_rows import rows
 from sqlalchemy.engine import Engine
 from standardwebhooks.webhooks import Webhook
@@ -15,16 +15,7 @@ from standardwebhooks.webhooks import Webhook
 from service.outbox.models import HandlerRun
 from service.outbox.worker import Worker
 
-NOTIFY_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 JOB_GUID = "JOB-6f1c2e0a-4d6b-4c1e-9b7a-1a2b3c4d5e6f"
-
-
-def drain(worker: Worker, limit: int = 50) -> int:
-    """Run due work until none is left; bounded so a bug cannot spin forever."""
-    for done in range(limit):
-        if not worker.run_once():
-            return done
-    raise AssertionError("work never ran out")
 
 
 @pytest.fixture

@@ -11,13 +11,11 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import Sink, basic_header, bearer_header
+from conftest import NOTIFY_SECRET, Sink, assert_error_shape, basic_header, bearer_header, drain
 from db_rows import count, rows
 from flask.testing import FlaskClient
 from sqlalchemy.engine import Engine
 from standardwebhooks.webhooks import Webhook
-from test_handlers import NOTIFY_SECRET, drain
-from test_ingest import assert_error_shape
 from werkzeug.test import TestResponse
 
 from service.members.models import InstitutionAlert, Member, MemberEvent

@@ -14,6 +14,7 @@ from conftest import (
     BASIC_PASSWORD,
     BASIC_USER,
     SIGNING_SECRET,
+    assert_error_shape,
     basic_header,
     bearer_header,
     job_body,
@@ -34,22 +35,6 @@ from service.webhooks.models import RejectedDelivery
 JOBS_URL = "/webhooks/mx/jobs"
 GUID = job_body()["guid"]
 PostJob = Callable[..., TestResponse]
-
-
-def assert_error_shape(response: TestResponse, status: int, code: str | None = None) -> list[Any]:
-    """Every error is JSON {"error", "message", "details": [{"field", "message"}]}, no traceback."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    assert "Traceback" not in response.get_data(as_text=True)
-    document = response.get_json()
-    assert set(document) == {"error", "message", "details"}
-    assert isinstance(document["message"], str) and document["message"]
-    if code is not None:
-        assert document["error"] == code
-    for detail in document["details"]:
-        assert set(detail) == {"field", "message"}
-    details: list[Any] = document["details"]
-    return details
 
 
 def post_raw(

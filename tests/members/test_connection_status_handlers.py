@@ -10,16 +10,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import FakeClock, Sink, app_state, basic_header, job_body
+from conftest import NOTIFY_SECRET, FakeClock, Sink, app_state, basic_header, drain, job_body
 from db_rows import count, rows
 from flask import Flask
 from flask.testing import FlaskClient
+from mx_bodies import MEMBER, URL, USER, status_body
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from standardwebhooks.webhooks import Webhook
-from test_connection_status import MEMBER, URL, USER, status_body
-from test_handlers import NOTIFY_SECRET, drain
 
 from service.app import create_app
 from service.config import Settings

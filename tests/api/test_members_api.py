@@ -6,10 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import basic_header, bearer_header, job_body
+from conftest import assert_error_shape, basic_header, bearer_header, job_body
 from flask.testing import FlaskClient
-from test_connection_status import MEMBER, URL, status_body
-from test_ingest import assert_error_shape
+from mx_bodies import MEMBER, URL, status_body
 
 PostJob = Callable[..., Any]
 

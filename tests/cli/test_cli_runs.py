@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import Sink, basic_header
+from conftest import NOTIFY_SECRET, Sink, basic_header
 from db_rows import rows
 from flask.testing import FlaskClient
 from sqlalchemy import delete, update
@@ -19,7 +19,6 @@ from service.members.models import MemberEvent
 from service.outbox.models import HandlerRun
 from service.outbox.worker import Worker
 
-NOTIFY_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 MEMBER_URL = "/webhooks/mx/connection-status"
 
 

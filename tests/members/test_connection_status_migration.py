@@ -6,8 +6,8 @@ from typing import Any
 
 from conftest import basic_header, job_body
 from flask.testing import FlaskClient
+from mx_bodies import URL, status_body
 from sqlalchemy import inspect, text
-from test_connection_status import URL, status_body
 
 from service.platform import migrations as migrate
 from service.platform.db import make_engine
