@@ -119,7 +119,7 @@ def sqlite_ceiling(seconds: float) -> Ceiling:
         # Autocommit mode in the driver; the loop writes BEGIN/COMMIT itself, one row each.
         db = sqlite3.connect(Path(directory) / "ceiling.db", isolation_level=None)
         try:
-            # The service's PRAGMAs (service/db.py): WAL, and FULL so each commit is fsynced.
+            # The service's PRAGMAs (service/platform/db.py): WAL, and FULL: each commit fsynced.
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")

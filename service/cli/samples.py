@@ -1,5 +1,5 @@
 """Build and send a realistic MX-shaped callback of any kind jobhooks takes, to check a
-deployment end to end. Shapes follow MX's webhook pages (see service/member_schemas.py)."""
+deployment end to end. Shapes follow MX's webhook pages (see service/members/webhook_schemas.py)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ class MemberEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     member_guid: Mapped[str] = mapped_column(String(GUID_LENGTH))
-    # Which MX webhook carried it: connection_status or member (member_ingest.MemberEventKind).
+    # Which MX webhook carried it: connection_status or member (members.ingest.MemberEventKind).
     kind: Mapped[str] = mapped_column(String(32), server_default="connection_status")
     # A MEMBER webhook's action as sent (created, updated, deleted).
     action: Mapped[str | None] = mapped_column(String(64))
@@ -43,7 +43,7 @@ class MemberEvent(Base):
     connection_status_message: Mapped[str | None] = mapped_column(Text)
     # X-CALLBACK-PAYLOAD: what the partner attached to the Create/Update Member request.
     callback_payload: Mapped[str | None] = mapped_column(Text)
-    # The body carries no time; see member_ingest.event_time for where this one came from.
+    # The body carries no time; see members.ingest.event_time for where this one came from.
     event_at: Mapped[datetime] = mapped_column(UTCDateTime)
     event_at_source: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -38,7 +38,7 @@ class RejectedDelivery(Base):
 
 
 class AuthFailure(Base):
-    """Failed authentications per client address and fixed time window (see ratelimit.py)."""
+    """Failed authentications per client address and fixed time window (webhooks/ratelimit.py)."""
 
     __tablename__ = "auth_failures"
 

@@ -70,7 +70,9 @@ def test_schema_head_constant_is_alembics_head() -> None:
     """/readyz reads SCHEMA_HEAD instead of importing Alembic; a new migration must update it."""
     script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
 
-    assert script.get_heads() == [SCHEMA_HEAD], "update SCHEMA_HEAD in service/schema_version.py"
+    assert script.get_heads() == [SCHEMA_HEAD], (
+        "update SCHEMA_HEAD in service/platform/schema_version.py"
+    )
 
 
 def test_readiness_reports_an_unmigrated_database(tmp_path: Path) -> None:
