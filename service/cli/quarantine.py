@@ -10,7 +10,8 @@ from service.cli.common import operator_session
 from service.config import Settings
 from service.handlers.registry import handler_plan
 from service.members.cross_source import CrossSourceRules
-from service.webhooks.quarantine import ReplayRefused, list_rejected, replay
+from service.webhooks.errors import ReplayRefused
+from service.webhooks.quarantine import list_rejected, replay
 
 
 @click.group()

@@ -23,6 +23,7 @@ from service.platform.db import UTCDateTime
 from service.platform.models import columns_of
 from service.platform.outcomes import IngestResult
 from service.platform.pages import Position, page_of
+from service.webhooks.errors import ReplayRefused
 from service.webhooks.kinds import ANY_KIND_ENDPOINT, WebhookKind, webhook_kind
 from service.webhooks.models import RejectedDelivery
 from service.webhooks.payload import parse_json
@@ -60,10 +61,6 @@ def quarantine(session: Session, rejection: Rejection) -> int:
     session.add(row)
     session.flush()
     return row.id
-
-
-class ReplayRefused(Exception):
-    """The delivery cannot be replayed: unknown, already replayed, or still invalid."""
 
 
 @dataclass(frozen=True)
