@@ -6,9 +6,11 @@ import base64
 import binascii
 import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
@@ -51,7 +53,19 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     allow_unauthenticated: bool = False
     handler_retry_base_seconds: float = 5.0
-    handler_max_attempts: int = 8
+    # Retries go on for this long, as MX's own do (about 24 h); a run is dead when it passes.
+    handler_retry_horizon_seconds: float = 24 * 3600.0
+    # Unset: bounded by the horizon only. Set: also dead after this many attempts.
+    handler_max_attempts: int | None = None
+    # Consecutive failures of one handler that open its circuit, and the first cool-down (it
+    # doubles while the circuit keeps failing, up to an hour).
+    handler_circuit_failures: int = 5
+    handler_circuit_cooldown_seconds: float = 30.0
+    # Per handler: claim loops of one worker process it may hold (default: half of them, at
+    # least one), deliveries per second across all workers, and the age past which a run is moot.
+    handler_loops: tuple[tuple[str, int], ...] = ()
+    handler_rate_limits: tuple[tuple[str, float], ...] = ()
+    handler_max_age_seconds: tuple[tuple[str, float], ...] = (("mfa_prompt", 900.0),)
     handler_lease_seconds: float = 60.0
     handler_timeout_seconds: float = 10.0
     # SQLite has no NOTIFY: this bounds its handler lag (p99 ~0.1 s + poll on this hardware).
@@ -113,8 +127,20 @@ class Settings:
             handler_retry_base_seconds=_positive_float(
                 "HANDLER_RETRY_BASE_SECONDS", env, default.handler_retry_base_seconds
             ),
-            handler_max_attempts=_positive_int(
-                "HANDLER_MAX_ATTEMPTS", env, default.handler_max_attempts
+            handler_retry_horizon_seconds=_age_seconds(
+                "HANDLER_RETRY_HORIZON", env, default.handler_retry_horizon_seconds
+            ),
+            handler_max_attempts=_optional_positive_int("HANDLER_MAX_ATTEMPTS", env),
+            handler_circuit_failures=_positive_int(
+                "HANDLER_CIRCUIT_FAILURES", env, default.handler_circuit_failures
+            ),
+            handler_circuit_cooldown_seconds=_positive_float(
+                "HANDLER_CIRCUIT_COOLDOWN_SECONDS", env, default.handler_circuit_cooldown_seconds
+            ),
+            handler_loops=_handler_values("HANDLER_LOOPS", env, _whole_number, ()),
+            handler_rate_limits=_handler_values("HANDLER_RATE_LIMITS", env, _rate, ()),
+            handler_max_age_seconds=_handler_values(
+                "HANDLER_MAX_AGE", env, _age, default.handler_max_age_seconds
             ),
             handler_lease_seconds=_positive_float(
                 "HANDLER_LEASE_SECONDS", env, default.handler_lease_seconds
@@ -311,6 +337,74 @@ def _port(env: Mapping[str, str]) -> int:
     if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536):
         raise ConfigError(f"PORT: must be a TCP port number from 1 to 65535, got {raw!r}")
     return int(raw)
+
+
+def _optional_positive_int(name: str, env: Mapping[str, str]) -> int | None:
+    return _positive_int(name, env, 0) or None
+
+
+AGE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+AGE_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _age(raw: str) -> float:
+    """'24h', '15m', '90s', '2d' or plain seconds."""
+    match = AGE_PATTERN.match(raw)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"must be a duration like 15m, 24h or 2d, got {raw.strip()!r}")
+    return float(match.group(1)) * AGE_UNIT_SECONDS[match.group(2)]
+
+
+def _age_seconds(name: str, env: Mapping[str, str], default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return _age(raw)
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
+
+
+def _whole_number(raw: str) -> int:
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ValueError(f"must be a whole number of at least 1, got {raw.strip()!r}")
+    return int(raw)
+
+
+def _rate(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a number of deliveries per second above 0, got {raw.strip()!r}")
+    return value
+
+
+Value = TypeVar("Value")
+
+
+def _handler_values(
+    name: str,
+    env: Mapping[str, str],
+    parse: Callable[[str], Value],
+    default: tuple[tuple[str, Value], ...],
+) -> tuple[tuple[str, Value], ...]:
+    """NAME="mfa_prompt=2,alert=1": a value per handler; unset keeps the default, and handlers
+    not named keep theirs. Names are checked against the registry at start-up, not here."""
+    raw = env.get(name, "")
+    if not raw.strip():
+        return default
+    values = dict(default)
+    for entry in (item.strip() for item in raw.split(",") if item.strip()):
+        handler, sep, value = entry.partition("=")
+        if not sep or not handler.strip():
+            raise ConfigError(f"{name}: {entry!r} must be handler=value")
+        try:
+            values[handler.strip()] = parse(value)
+        except ValueError as error:
+            raise ConfigError(f"{name}: {handler.strip()}: {error}") from None
+    return tuple(values.items())
 
 
 def _flag(name: str, env: Mapping[str, str]) -> bool:

@@ -31,8 +31,8 @@ from service.app import create_app
 from service.config import Settings
 from service.context import EXTENSION_KEY, AppState
 from service.handlers.registry import load_handlers
-from service.outbox.backoff import RetryPolicy
-from service.outbox.worker import Worker
+from service.outbox.relevance import relevance
+from service.outbox.worker import CircuitPolicy, Worker, retry_policy
 from service.platform import migrations as migrate
 from service.platform.db import make_session_factory
 from service.platform.models import Base
@@ -352,12 +352,15 @@ def make_worker(
         return Worker(
             sessions=make_session_factory(engine),
             handlers=load_handlers(configured, http, clock),
-            policy=RetryPolicy(
-                configured.handler_retry_base_seconds, configured.handler_max_attempts
-            ),
+            policy=retry_policy(configured),
             lease_seconds=configured.handler_lease_seconds,
             clock=clock,
             jitter=jitter,
+            circuit=CircuitPolicy(
+                configured.handler_circuit_failures, configured.handler_circuit_cooldown_seconds
+            ),
+            relevance=relevance(configured.handler_max_age_seconds),
+            rate_limits=dict(configured.handler_rate_limits),
         )
 
     yield make

@@ -8,6 +8,7 @@ from typing import Any
 from service.handlers.deliveries import Delivery
 from service.handlers.event import (
     AnyHandlerEvent,
+    CircuitAlertEvent,
     DataUpdateHandlerEvent,
     Handler,
     MemberHandlerEvent,
@@ -21,6 +22,12 @@ def alert_text(event: AnyHandlerEvent) -> str:
         return member_alert_text(event)
     if isinstance(event, DataUpdateHandlerEvent):
         return f"MX member {event.member_guid} has new {event.data_type} data"
+    if isinstance(event, CircuitAlertEvent):
+        return (
+            f"jobhooks handler {event.failing_handler} stopped delivering after "
+            f"{event.failures} failures in a row (last: {event.last_error}); its runs wait, "
+            f"next try in {_duration(int(event.cooldown_seconds))}"
+        )
     job = event.job
     status = job.status_name or str(job.status)
     return (

@@ -103,7 +103,23 @@ class DataUpdateHandlerEvent:
     payload: dict[str, Any] | None
 
 
-AnyHandlerEvent = HandlerEvent | MemberHandlerEvent | DataUpdateHandlerEvent
+@dataclass(frozen=True)
+class CircuitAlertEvent:
+    """The operator alert the outbox raises when a handler's circuit opens: its receiver keeps
+    failing, and its runs wait until a probe succeeds."""
+
+    run_id: int
+    handler: str
+    idempotency_key: str
+    attempt: int
+    received_at: datetime
+    failing_handler: str
+    failures: int
+    cooldown_seconds: float
+    last_error: str
+
+
+AnyHandlerEvent = HandlerEvent | MemberHandlerEvent | DataUpdateHandlerEvent | CircuitAlertEvent
 
 
 # A handler returns on success and raises on failure; the worker retries what raises. Handlers

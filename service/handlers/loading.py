@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.handlers.event import (
     AnyHandlerEvent,
+    CircuitAlertEvent,
     DataUpdateHandlerEvent,
     HandlerEvent,
     InstitutionOutage,
@@ -48,6 +49,8 @@ def handler_event(session: Session, run: HandlerRun, histories: JobHistories) ->
         return member_handler_event(session, run)
     if run.data_update_id is not None:
         return data_update_handler_event(session, run)
+    if run.event_id is None:
+        return circuit_alert_event(run)
     history = histories[str(run.job_guid)]
     event = next(event for event in history if event.id == run.event_id)
     return HandlerEvent(
@@ -176,4 +179,17 @@ def _outage(run: HandlerRun) -> InstitutionOutage | None:
         institution_guid=str(context["institution_guid"]),
         member_count=int(context["member_count"]),
         window_seconds=int(context["window_seconds"]),
+    )
+
+
+def circuit_alert_event(run: HandlerRun) -> CircuitAlertEvent:
+    """An owner-less run: the alert about a circuit that opened, described by its context."""
+    circuit = (run.context or {}).get("circuit", {})
+    return CircuitAlertEvent(
+        **_run_fields(run),
+        received_at=run.created_at,
+        failing_handler=str(circuit.get("handler", "unknown")),
+        failures=int(circuit.get("failures", 0)),
+        cooldown_seconds=float(circuit.get("cooldown_seconds", 0)),
+        last_error=str(circuit.get("last_error", "")),
     )

@@ -7,6 +7,7 @@ from typing import Any
 from service.handlers.deliveries import Delivery
 from service.handlers.event import (
     AnyHandlerEvent,
+    CircuitAlertEvent,
     DataUpdateHandlerEvent,
     Handler,
     HandlerEvent,
@@ -21,6 +22,8 @@ def notification(kind: str, action: str, event: AnyHandlerEvent) -> dict[str, An
         return member_notification(kind, action, event)
     if isinstance(event, DataUpdateHandlerEvent):
         return data_update_notification(action, event)
+    if isinstance(event, CircuitAlertEvent):
+        raise TypeError("circuit alerts go to operators (alert), not to NOTIFY_URL")
     return job_notification(kind, action, event)
 
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -22,11 +23,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 from service.platform.db import BigId, UTCDateTime
 from service.platform.models import GUID_LENGTH, Base, NullableJsonDocument
 
-# A run is owed to exactly one of: a job event, a member event, a member data update.
-ONE_OWNER = (
+# A run is owed to at most one of: a job event, a member event, a member data update. None: an
+# operator alert the outbox raised itself (a circuit that opened), described by its context.
+AT_MOST_ONE_OWNER = (
     "(CASE WHEN event_id IS NULL THEN 0 ELSE 1 END)"
     " + (CASE WHEN member_event_id IS NULL THEN 0 ELSE 1 END)"
-    " + (CASE WHEN data_update_id IS NULL THEN 0 ELSE 1 END) = 1"
+    " + (CASE WHEN data_update_id IS NULL THEN 0 ELSE 1 END) <= 1"
 )
 
 
@@ -35,6 +37,19 @@ class RunState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     DEAD = "dead"
+    # Not delivered because it no longer mattered: its event was overtaken (superseded) or it
+    # waited longer than its handler's maximum age (expired). Neither is a failure.
+    SUPERSEDED = "superseded"
+    EXPIRED = "expired"
+
+
+FINISHED_STATES = (RunState.SUCCEEDED, RunState.DEAD, RunState.SUPERSEDED, RunState.EXPIRED)
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"  # deliveries flow
+    OPEN = "open"  # too many failures in a row: nothing is tried until open_until
+    HALF_OPEN = "half_open"  # one probe is out; its outcome closes or reopens the circuit
 
 
 class AttemptResult(StrEnum):
@@ -43,6 +58,9 @@ class AttemptResult(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # another attempt is scheduled
     DEAD = "dead"  # no attempts left
+    # Claimed but not attempted: it no longer mattered (see outbox/relevance.py).
+    SUPERSEDED = "superseded"
+    EXPIRED = "expired"
 
 
 def in_state(state: RunState) -> Any:
@@ -60,11 +78,20 @@ class HandlerRun(Base):
         UniqueConstraint("member_event_id", "handler", name="uq_handler_runs_member_event_handler"),
         UniqueConstraint("data_update_id", "handler", name="uq_handler_runs_data_update_handler"),
         UniqueConstraint("idempotency_key", name="uq_handler_runs_idempotency_key"),
-        CheckConstraint(ONE_OWNER, name="ck_handler_runs_one_owner"),
+        CheckConstraint(AT_MOST_ONE_OWNER, name="ck_handler_runs_at_most_one_owner"),
         Index("ix_handler_runs_state_due_at", "state", "due_at"),
         # The worker's claims, each an index range scan in its own order (migration 0005).
         Index(
             "ix_handler_runs_pending_due_at_id",
+            "due_at",
+            "id",
+            postgresql_where=in_state(RunState.PENDING),
+            sqlite_where=in_state(RunState.PENDING),
+        ),
+        # Claims by lane: the due runs of one handler, oldest first (migration 0007).
+        Index(
+            "ix_handler_runs_pending_handler_due_at_id",
+            "handler",
             "due_at",
             "id",
             postgresql_where=in_state(RunState.PENDING),
@@ -103,3 +130,24 @@ class HandlerRun(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # first claimed by a worker
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class HandlerState(Base):
+    """One handler's delivery state, shared by every worker: paused, its circuit, its rate."""
+
+    __tablename__ = "handler_states"
+
+    handler: Mapped[str] = mapped_column(String(100), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    circuit: Mapped[str] = mapped_column(String(16), default=CircuitState.CLOSED)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # How many times in a row the circuit opened without closing; each opening waits longer.
+    openings: Mapped[int] = mapped_column(Integer, default=0)
+    open_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    probe_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Rate limit: the earliest time the next delivery may start.
+    next_slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -102,6 +102,26 @@ def mark_failed(
     return _changed(session, statement)
 
 
+def mark_moot(
+    session: Session, run_ids: Sequence[int], state: RunState, worker_id: str, now: datetime
+) -> None:
+    """End runs that no longer matter (superseded, expired) without delivering them. The claim
+    counted an attempt that was never made, so it is taken back."""
+    session.execute(
+        update(HandlerRun)
+        .where(held_by(run_ids, worker_id))
+        .values(
+            state=state,
+            attempts=HandlerRun.attempts - 1,
+            lease_expires_at=None,
+            locked_by=None,
+            finished_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def release(session: Session, run_id: int, worker_id: str, now: datetime) -> bool:
     """Give back a run that was claimed but not started; the claim does not count as an attempt."""
     statement = (

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -27,15 +27,32 @@ from service.config import Settings
 from service.handlers.deliveries import Clock, outbound_session, utc_now
 from service.handlers.event import AnyHandlerEvent, Handler
 from service.handlers.loading import JobHistories, handler_event, job_histories
-from service.handlers.registry import handler_plan, load_handlers
+from service.handlers.registry import handler_names, handler_plan, load_handlers
 from service.outbox.backoff import RetryPolicy
-from service.outbox.claims import any_due, claim_due
-from service.outbox.models import AttemptResult, HandlerRun
-from service.outbox.records import mark_all_succeeded, mark_failed, release, renew_leases
+from service.outbox.claims import Lanes, any_due, claim_due
+from service.outbox.enqueue import RunOwner, queue_runs
+from service.outbox.handler_states import (
+    CircuitOpened,
+    read_gate,
+    record_failure,
+    record_successes,
+    reserve_slots,
+    take_probe,
+)
+from service.outbox.lanes import Lane, LaneBook
+from service.outbox.models import AttemptResult, CircuitState, HandlerRun, RunState
+from service.outbox.records import (
+    mark_all_succeeded,
+    mark_failed,
+    mark_moot,
+    release,
+    renew_leases,
+)
+from service.outbox.relevance import Relevance, relevance
 from service.outbox.wakeups import HANDLER_RUNS_CHANNEL, WakeUps
 from service.platform.db import make_engine, make_session_factory, transaction
 from service.platform.logs import log
-from service.platform.metrics import HANDLER_LAG, HANDLER_RUNS_FINISHED
+from service.platform.metrics import CIRCUIT_TRANSITIONS, HANDLER_LAG, HANDLER_RUNS_FINISHED
 from service.platform.notify import listener_for
 
 logger = logging.getLogger("jobhooks.worker")
@@ -43,14 +60,40 @@ logger = logging.getLogger("jobhooks.worker")
 # After a database error the loop waits this long, doubling up to the cap, before trying again.
 DATABASE_RETRY_SECONDS = 1.0
 DATABASE_RETRY_CAP_SECONDS = 30.0
+ALERT_HANDLER = "alert"
+DEFAULT_MAX_AGE = Settings().handler_max_age_seconds
 # Runs one claim loop takes at a time. Under a burst, one claim and one transaction serve eight
 # runs instead of one each; when idle a claim finds one or two, so nothing waits behind a batch.
 CLAIM_BATCH = 8
 
 
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        settings.handler_retry_base_seconds,
+        settings.handler_max_attempts,
+        horizon_seconds=settings.handler_retry_horizon_seconds,
+    )
+
+
 def new_worker_id() -> str:
     """Unique per process, readable in the table: which machine and process holds a lease."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class CircuitPolicy:
+    """Failures in a row that open a handler's circuit, and its first cool-down."""
+
+    failures: int = 5
+    cooldown_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Runs one claim took for one lane: those to deliver, with their typed events."""
+
+    runs: list[HandlerRun]
+    events: list[AnyHandlerEvent | str]
 
 
 @dataclass
@@ -65,54 +108,138 @@ class Worker:
     jitter: Callable[[], float] = random.random
     # Runs taken per claim: one statement and transaction serve them all, run one after another.
     claim_batch: int = 1
+    # Shared by the claim loops of one process; by default this loop is the only one.
+    lanes: LaneBook | None = None
+    circuit: CircuitPolicy = field(default_factory=CircuitPolicy)
+    relevance: Relevance = field(default_factory=lambda: relevance(DEFAULT_MAX_AGE))
+    # Deliveries per second per handler, across all workers.
+    rate_limits: Mapping[str, float] = field(default_factory=dict)
     _found_work: bool = field(default=False, init=False)
     _next_take_over: float = field(default=0.0, init=False)
+    # Set by the attempt that opened its handler's circuit, so the rest of its batch waits.
+    _circuit_opened: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if self.lanes is None:
+            self.lanes = LaneBook(sorted(self.handlers), loops=2)
+
+    @property
+    def _lane_book(self) -> LaneBook:
+        assert self.lanes is not None
+        return self.lanes
+
+    @property
+    def _probe_timeout(self) -> timedelta:
+        return timedelta(seconds=self.lease_seconds * 2)
 
     def run_once(self, stop: threading.Event | None = None) -> int:
-        """Claim up to claim_batch due runs and run them in turn; how many it claimed."""
+        """Claim up to claim_batch due runs of one lane and run them in turn; how many it
+        claimed. Lanes are tried in turn, skipping paused handlers and open circuits."""
         # Runs of a lost worker are due only after a whole lease, so they are looked for twice a
         # lease, not on every claim; the look ahead of a claim is only for pending runs.
         take_over = time.monotonic() >= self._next_take_over
         if take_over:
             self._next_take_over = time.monotonic() + self.lease_seconds / 2
-        elif not self._found_work:
-            # Idle: a read-only look first, so an idle poll takes no write lock (SQLite has one),
-            # in its own transaction: on SQLite a read that later tries to write can fail outright.
-            with transaction(self.sessions) as session:
-                if not any_due(session, self.clock()):
-                    return 0
-        # One claim statement and one transaction for the batch, not one per run.
+        now = self.clock()
+        # A read-only look first, so an idle poll takes no write lock (SQLite has one), in its
+        # own transaction: on SQLite a read that later tries to write can fail outright.
         with transaction(self.sessions) as session:
+            gate = read_gate(session, now, self._probe_timeout)
+            idle = not (take_over or self._found_work or gate.probing)
+            if idle and not any_due(session, now, sorted(gate.blocked)):
+                return 0
+        for lane in self._lane_book.order(gate.blocked, gate.probing):
+            with self._lane_book.hold(lane) as room:
+                batch = self._claim(lane, take_over, now) if room else None
+                if batch is None:
+                    continue
+                self._found_work = True
+                self._deliver(batch, stop)
+                return len(batch.runs)
+        self._found_work = False
+        return 0
+
+    def _claim(self, lane: Lane, take_over: bool, now: datetime) -> Batch | None:
+        """One transaction: the probe or rate slot if the lane needs one, the claim, and the
+        verdict on runs that no longer matter."""
+        handler = lane.handler
+        names = [handler] if handler is not None else list(self._lane_book.handlers)
+        kind = Lanes.ONLY if handler is not None else Lanes.EXCEPT
+        limit = self.claim_batch
+        with transaction(self.sessions) as session:
+            gated = handler is not None and (lane.probe or handler in self.rate_limits)
+            if gated and not any_due(session, now, only=names):
+                return None
+            if lane.probe and handler is not None:
+                if not take_probe(session, handler, now, self._probe_timeout):
+                    return None
+                limit = 1
+            rate = self.rate_limits.get(handler) if handler is not None else None
+            if rate is not None and handler is not None:
+                limit = reserve_slots(session, handler, limit, rate, now)
+                if not limit:
+                    return None
             claimed = claim_due(
                 session,
                 self.worker_id,
-                self.clock(),
+                now,
                 self.lease_seconds,
-                self.claim_batch,
+                limit,
                 take_over=take_over,
+                lanes=kind,
+                handlers=names,
             )
-            histories = job_histories(session, claimed)
-            events = [_load_event(session, run, histories) for run in claimed]
-        self._found_work = bool(claimed)
+            if not claimed:
+                return None
+            live = self._settle(session, claimed, now)
+            histories = job_histories(session, live)
+            events = [_load_event(session, run, histories) for run in live]
+        return Batch(live, events) if live else None
+
+    def _settle(
+        self, session: Session, claimed: list[HandlerRun], now: datetime
+    ) -> list[HandlerRun]:
+        """End the claimed runs that no longer matter; the rest are delivered."""
+        live: list[HandlerRun] = []
+        moot: dict[RunState, list[HandlerRun]] = {}
+        for run in claimed:
+            verdict = self.relevance.verdict(session, run, now)
+            if verdict is None:
+                live.append(run)
+            else:
+                moot.setdefault(verdict, []).append(run)
+        for state, runs in moot.items():
+            mark_moot(session, [run.id for run in runs], state, self.worker_id, now)
+            for run in runs:
+                HANDLER_RUNS_FINISHED.labels(handler=run.handler, result=state.value).inc()
+                log(logger, f"handler run {state.value}", **_fields(run))
+        return live
+
+    def _deliver(self, batch: Batch, stop: threading.Event | None) -> None:
         succeeded: list[HandlerRun] = []
+        runs = batch.runs
         try:
-            with self._lease([run.id for run in claimed]):
-                for position, (run, event) in enumerate(zip(claimed, events, strict=True)):
+            with self._lease([run.id for run in runs]):
+                for position, (run, event) in enumerate(zip(runs, batch.events, strict=True)):
                     if stop is not None and stop.is_set():
                         # Shutting down between claim and start: hand back what has not started.
-                        self._release(claimed[position:])
+                        self._release(runs[position:])
                         break
                     if self._start(run, event):
                         succeeded.append(run)
+                    elif self._circuit_opened:
+                        # The receiver is down: the rest of the batch waits, spending nothing.
+                        self._release(runs[position + 1 :])
+                        break
         finally:
             # Successes are recorded together: a crash before this repeats them (same idempotency
             # key), which at-least-once delivery allows; failures were recorded one by one.
             self._record_successes(succeeded)
-        return len(claimed)
 
     def _start(self, run: HandlerRun, event: AnyHandlerEvent | str) -> bool:
         """Run it; True when it succeeded (recorded later), else its failure is recorded now."""
-        if run.attempts > self.policy.max_attempts:
+        self._circuit_opened = False
+        if run.attempts > 1 and self.policy.exhausted(run.attempts - 1, self._age(run)):
             # Every attempt so far ended with its worker gone; crashing another one proves nothing.
             self._record_failure(run, "the worker running it was lost on every attempt")
             return False
@@ -145,13 +272,19 @@ class Worker:
             return f"{type(error).__name__}: {error}"
         return None
 
+    def _age(self, run: HandlerRun) -> float:
+        return max(0.0, (self.clock() - run.created_at).total_seconds())
+
     def _record_successes(self, runs: list[HandlerRun]) -> None:
         if not runs:
             return
+        now = self.clock()
         with transaction(self.sessions) as session:
-            kept = mark_all_succeeded(
-                session, [run.id for run in runs], self.worker_id, self.clock()
-            )
+            kept = mark_all_succeeded(session, [run.id for run in runs], self.worker_id, now)
+            closed = record_successes(session, [run.handler for run in runs], now)
+        for handler in closed:
+            CIRCUIT_TRANSITIONS.labels(handler=handler, state=CircuitState.CLOSED).inc()
+            log(logger, "handler circuit closed", handler=handler)
         for run in runs:
             if run.id not in kept:
                 _lease_lost(run)
@@ -161,10 +294,32 @@ class Worker:
 
     def _record_failure(self, run: HandlerRun, error: str) -> None:
         now = self.clock()
-        delay = self.policy.delay(run.attempts, self.jitter)
+        delay = self.policy.delay(run.attempts, self.jitter, self._age(run))
         retry_at = None if delay is None else now + timedelta(seconds=delay)
         with transaction(self.sessions) as session:
             kept = mark_failed(session, run.id, self.worker_id, now, error, retry_at)
+            opened = record_failure(
+                session,
+                run.handler,
+                now,
+                error,
+                self.circuit.failures,
+                self.circuit.cooldown_seconds,
+            )
+            if opened is not None:
+                _alert_operators(session, opened)
+        if opened is not None:
+            self._circuit_opened = True
+            CIRCUIT_TRANSITIONS.labels(handler=run.handler, state=CircuitState.OPEN).inc()
+            log(
+                logger,
+                "handler circuit opened",
+                logging.WARNING,
+                handler=run.handler,
+                failures=opened.failures,
+                cooldown_seconds=opened.cooldown_seconds,
+                error=opened.last_error,
+            )
         if not kept:
             _lease_lost(run)
             return
@@ -228,6 +383,19 @@ def _load_event(
         return f"stored event no longer matches the {schema} schema: {error.error_count()} errors"
 
 
+def _alert_operators(session: Session, opened: CircuitOpened) -> None:
+    """One `alert` run per opening, owed to no event; never through the handler that broke."""
+    if opened.handler == ALERT_HANDLER:
+        return
+    circuit = {
+        "handler": opened.handler,
+        "failures": opened.failures,
+        "cooldown_seconds": opened.cooldown_seconds,
+        "last_error": opened.last_error,
+    }
+    queue_runs(session, RunOwner(context={"circuit": circuit}), [ALERT_HANDLER], opened.opened_at)
+
+
 def _lease_lost(run: HandlerRun) -> None:
     # Our lease ran out and another worker took the run; its outcome is the one that counts.
     log(logger, "handler run lease lost", logging.WARNING, **_fields(run))
@@ -289,7 +457,10 @@ def run_worker(settings: Settings) -> None:
     # Handlers spend their time waiting on HTTP, so one process runs several claim loops in
     # threads; each is a worker of its own (id, lease, HTTP session), and SKIP LOCKED claims
     # keep them from ever taking the same run.
-    loops = [_claim_loop(settings, sessions) for _ in range(concurrency)]
+    lanes = LaneBook(
+        sorted(handler_names()), loops=concurrency, shares=dict(settings.handler_loops)
+    )
+    loops = [_claim_loop(settings, sessions, lanes) for _ in range(concurrency)]
     wakeups = WakeUps(listener_for(settings.database_url, HANDLER_RUNS_CHANNEL), stop, concurrency)
     log(
         logger,
@@ -336,13 +507,19 @@ class _ClaimLoop:
         self.http.close()
 
 
-def _claim_loop(settings: Settings, sessions: sessionmaker[Session]) -> _ClaimLoop:
+def _claim_loop(settings: Settings, sessions: sessionmaker[Session], lanes: LaneBook) -> _ClaimLoop:
     http = outbound_session()
     worker = Worker(
         sessions=sessions,
         handlers=load_handlers(settings, http),
-        policy=RetryPolicy(settings.handler_retry_base_seconds, settings.handler_max_attempts),
+        policy=retry_policy(settings),
         lease_seconds=settings.handler_lease_seconds,
         claim_batch=CLAIM_BATCH,
+        lanes=lanes,
+        circuit=CircuitPolicy(
+            settings.handler_circuit_failures, settings.handler_circuit_cooldown_seconds
+        ),
+        relevance=relevance(settings.handler_max_age_seconds),
+        rate_limits=dict(settings.handler_rate_limits),
     )
     return _ClaimLoop(worker, http)

@@ -35,6 +35,11 @@ REQUEST_DURATION = Histogram(
     ["route", "method", "status"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+CIRCUIT_TRANSITIONS = Counter(
+    "jobhooks_handler_circuit_transitions_total",
+    "Handler circuits that opened or closed, by handler and the state they moved to.",
+    ["handler", "state"],
+)
 STATUS_TABLE_DISAGREEMENTS = Counter(
     "jobhooks_connection_status_table_disagreements_total",
     "Connection statuses whose id and name, as MX sent them, our status table pairs differently "

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-SCHEMA_HEAD = "0006_mx_member_webhooks"
+SCHEMA_HEAD = "0007_handler_delivery_control"
 
 
 def applied_revision(connection: Connection) -> str | None:

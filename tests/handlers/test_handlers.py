@@ -129,6 +129,8 @@ def test_failing_sink_backs_off_then_goes_dead_and_retry_requeues(
         notify_signing_secret=NOTIFY_SECRET,
         handler_retry_base_seconds=5.0,
         handler_max_attempts=4,
+        # The retried prompt is an hour old by the end; this test is about retries, not expiry.
+        handler_max_age_seconds=(),
     )
     sink.status = 503
     post_job(status=2, status_name="CHALLENGED")
