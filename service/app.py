@@ -10,7 +10,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service.api import admin, docs, health
+from service.api import admin, docs, handlers, health
 from service.api import jobs as api
 from service.api import members as members_api
 from service.api.responses import json_response
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         api.bp,
         members_api.bp,
         admin.bp,
+        handlers.bp,
         health.bp,
         docs.bp,
         status_page.bp,

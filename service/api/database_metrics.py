@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.jobs.models import Job
-from service.outbox.models import HandlerRun, RunState
+from service.outbox.models import CircuitState, HandlerRun, HandlerState, RunState
 
 
 class DatabaseCollector(Collector):
@@ -38,7 +38,19 @@ class DatabaseCollector(Collector):
         jobs = GaugeMetricFamily(
             "jobhooks_jobs_by_status", "Jobs by current status.", labels=["status", "status_name"]
         )
+        paused = GaugeMetricFamily(
+            "jobhooks_handler_paused", "1 while a handler is paused.", labels=["handler"]
+        )
+        circuit = GaugeMetricFamily(
+            "jobhooks_handler_circuit_open",
+            "1 while a handler's circuit is open or half open (its receiver keeps failing).",
+            labels=["handler"],
+        )
         with self.sessions() as session:
+            for handler_state in session.scalars(select(HandlerState)):
+                paused.add_metric([handler_state.handler], float(handler_state.paused))
+                is_open = handler_state.circuit != CircuitState.CLOSED
+                circuit.add_metric([handler_state.handler], float(is_open))
             by_state = session.execute(
                 select(HandlerRun.handler, HandlerRun.state, func.count()).group_by(
                     HandlerRun.handler, HandlerRun.state
@@ -61,7 +73,7 @@ class DatabaseCollector(Collector):
         due_count, oldest_due = due
         depth.add_metric([], due_count)
         oldest.add_metric([], _age_seconds(oldest_due, now))
-        yield from (runs, depth, oldest, jobs)
+        yield from (runs, depth, oldest, jobs, paused, circuit)
 
 
 def _age_seconds(moment: datetime | None, now: datetime) -> float:

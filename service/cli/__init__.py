@@ -6,7 +6,17 @@ import sys
 
 import click
 
-from service.cli import check, db, purge, quarantine, replay, runs, send_test, worker
+from service.cli import (
+    check,
+    db,
+    handlers,
+    purge,
+    quarantine,
+    replay,
+    runs,
+    send_test,
+    worker,
+)
 from service.config import ConfigError
 from service.platform.logs import configure_logging
 
@@ -22,6 +32,7 @@ for command in (
     worker.worker,
     purge.purge,
     runs.runs,
+    handlers.handlers,
     replay.replay,
     send_test.send_test,
     check.check,

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from service.outbox.models import RunState
+from service.outbox.handler_states import HandlerStatus
+from service.outbox.models import CircuitState, RunState
 from service.outbox.retry import MAX_LIST_LIMIT
 from service.platform.types import Guid, UtcTimestamp
 
@@ -53,3 +54,27 @@ class HandlerRunOut(BaseModel):
 
 class HandlerRunListOut(BaseModel):
     handler_runs: list[HandlerRunOut]
+
+
+class HandlerOut(BaseModel):
+    handler: str
+    paused: bool
+    paused_at: UtcTimestamp | None
+    circuit: CircuitState = Field(
+        description="closed: delivering; open: failing, waiting until open_until; half_open: "
+        "one probe is out"
+    )
+    consecutive_failures: int
+    open_until: UtcTimestamp | None
+    due_runs: int = Field(description="pending runs whose time has come")
+    oldest_due_at: UtcTimestamp | None
+    last_error: str | None
+    last_failure_at: UtcTimestamp | None
+
+    @classmethod
+    def of(cls, status: HandlerStatus) -> HandlerOut:
+        return cls.model_validate(status, from_attributes=True)
+
+
+class HandlerListOut(BaseModel):
+    handlers: list[HandlerOut]
