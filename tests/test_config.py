@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from service.app import create_app
 from service.config import DEFAULT_DATABASE_URL, DEFAULT_MAX_BODY_BYTES, ConfigError, Settings
+from service.handlers.registry import handler_plan
 
 JOBHOOKS = Path(sys.executable).parent / "jobhooks"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +81,38 @@ def test_numbers_and_flags_are_parsed() -> None:
     assert settings.notify_url == "https://product.example/notify"
 
 
+def test_handler_delivery_settings_are_parsed_per_handler() -> None:
+    settings = Settings.from_env(
+        {
+            "HANDLER_RETRY_HORIZON": "36h",
+            "HANDLER_MAX_ATTEMPTS": "12",
+            "HANDLER_LOOPS": "mfa_prompt=1, alert=3",
+            "HANDLER_RATE_LIMITS": "data_ready=2.5",
+            "HANDLER_MAX_AGE": "user_action_required=2d",
+            "HANDLER_CIRCUIT_FAILURES": "7",
+        }
+    )
+
+    assert settings.handler_retry_horizon_seconds == 36 * 3600
+    assert settings.handler_max_attempts == 12
+    assert dict(settings.handler_loops) == {"mfa_prompt": 1, "alert": 3}
+    assert dict(settings.handler_rate_limits) == {"data_ready": 2.5}
+    # A handler not named keeps its default maximum age.
+    assert dict(settings.handler_max_age_seconds) == {
+        "mfa_prompt": 900.0,
+        "user_action_required": 2 * 86400.0,
+    }
+    assert settings.handler_circuit_failures == 7
+    assert Settings.from_env({}).handler_max_attempts is None
+
+
+def test_a_handler_setting_naming_no_registered_handler_refuses_to_start() -> None:
+    settings = Settings.from_env({"HANDLER_LOOPS": "mfa_prompts=2"})
+
+    with pytest.raises(ConfigError, match="HANDLER_LOOPS: unknown handler 'mfa_prompts'"):
+        handler_plan(settings)
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -112,6 +145,14 @@ def test_numbers_and_flags_are_parsed() -> None:
         ("PORT", "http"),
         ("PORT", "0"),
         ("PORT", "99999"),
+        ("HANDLER_RETRY_HORIZON", "a day"),
+        ("HANDLER_RETRY_HORIZON", "0h"),
+        ("HANDLER_LOOPS", "mfa_prompt"),
+        ("HANDLER_LOOPS", "mfa_prompt=0"),
+        ("HANDLER_RATE_LIMITS", "alert=-1"),
+        ("HANDLER_RATE_LIMITS", "=5"),
+        ("HANDLER_MAX_AGE", "mfa_prompt=soon"),
+        ("HANDLER_CIRCUIT_FAILURES", "0"),
     ],
 )
 def test_malformed_setting_raises_one_line_naming_the_variable(variable: str, value: str) -> None:

@@ -67,6 +67,17 @@ def handler_plan(settings: Settings, known: frozenset[str] | None = None) -> Han
                     f"HANDLERS: unknown handler {name!r} for {status}; "
                     f"registered handlers: {', '.join(sorted(known))}"
                 )
+    for variable, values in (
+        ("HANDLER_LOOPS", settings.handler_loops),
+        ("HANDLER_RATE_LIMITS", settings.handler_rate_limits),
+        ("HANDLER_MAX_AGE", settings.handler_max_age_seconds),
+    ):
+        for name, _ in values:
+            if name not in known:
+                raise ConfigError(
+                    f"{variable}: unknown handler {name!r}; "
+                    f"registered handlers: {', '.join(sorted(known))}"
+                )
     return HandlerPlan({code: names for code, names in table.items() if names})
 
 
