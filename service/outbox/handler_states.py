@@ -40,6 +40,8 @@ class CircuitOpened:
     cooldown_seconds: float
     last_error: str
     opened_at: datetime
+    # From closed, not reopened by a failed probe: one outage, one alert.
+    fresh: bool
 
 
 def ensure_states(session: Session, handlers: Iterable[str], now: datetime) -> None:
@@ -135,7 +137,10 @@ def record_failure(
     state.open_until = now + timedelta(seconds=cooldown)
     state.probe_started_at = None
     state.openings += 1
-    return CircuitOpened(handler, state.consecutive_failures, cooldown, state.last_error, now)
+    fresh = state.openings == 1
+    return CircuitOpened(
+        handler, state.consecutive_failures, cooldown, state.last_error, now, fresh
+    )
 
 
 def record_successes(session: Session, handlers: Iterable[str], now: datetime) -> list[str]:

@@ -306,7 +306,7 @@ class Worker:
                 self.circuit.failures,
                 self.circuit.cooldown_seconds,
             )
-            if opened is not None:
+            if opened is not None and opened.fresh:
                 _alert_operators(session, opened)
         if opened is not None:
             self._circuit_opened = True
@@ -384,7 +384,8 @@ def _load_event(
 
 
 def _alert_operators(session: Session, opened: CircuitOpened) -> None:
-    """One `alert` run per opening, owed to no event; never through the handler that broke."""
+    """One `alert` run per outage (a failed probe reopens without another), owed to no event;
+    never through the handler that broke."""
     if opened.handler == ALERT_HANDLER:
         return
     circuit = {
