@@ -166,6 +166,13 @@ class Settings:
             secret_key_setting=_optional_secret_key(env.get("SECRET_KEY")),
         )
 
+    def __post_init__(self) -> None:
+        if self.notify_signing_secret in self.signing_secrets:
+            raise ConfigError(
+                "NOTIFY_SIGNING_SECRET: must differ from every WEBHOOK_SIGNING_SECRETS secret "
+                "(a notification signed with an inbound secret would be accepted as MX's)"
+            )
+
     def require_ingest_credentials(self) -> None:
         """Refuse to serve an open webhook URL unless the operator asked for it explicitly."""
         if not self.has_ingest_credentials and not self.allow_unauthenticated:

@@ -96,9 +96,9 @@ def load_handlers(
 def _notify_delivery(settings: Settings, http: requests.Session, clock: Clock) -> Delivery:
     if settings.notify_url is None:
         return LogDelivery("NOTIFY_URL")
-    # Receivers must be able to tell our notifications from forged ones: sign with the dedicated
-    # secret, else with the first webhook signing secret (the one secret a deployment may share).
-    secret = settings.notify_signing_secret or next(iter(settings.signing_secrets), None)
+    # Only NOTIFY_SIGNING_SECRET signs notifications. An inbound secret never does: whoever
+    # receives notifications could then forge or replay deliveries jobhooks accepts as MX's.
+    secret = settings.notify_signing_secret
     if secret is None:
         log(
             logger,

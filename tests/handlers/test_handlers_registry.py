@@ -116,12 +116,13 @@ def test_entry_point_that_cannot_load_fails_worker_start_up(
     ("notify_secret", "webhook_secrets", "expected"),
     [
         (NOTIFY_ONLY, (SIGNING_SECRET,), NOTIFY_ONLY),
-        (None, (SIGNING_SECRET,), SIGNING_SECRET),  # the one secret a deployment may share
+        # Never an inbound secret: a notification signed with it would pass as MX's.
+        (None, (SIGNING_SECRET,), None),
         (None, (), None),  # unsigned, with a warning at start-up
     ],
-    ids=["notify-secret", "webhook-secret", "none"],
+    ids=["notify-secret", "only-webhook-secret", "none"],
 )
-def test_notifications_are_signed_with_the_most_specific_secret_configured(
+def test_notifications_are_signed_with_the_notify_secret_only(
     notify_secret: str | None, webhook_secrets: tuple[str, ...], expected: str | None
 ) -> None:
     settings = Settings(

@@ -1,0 +1,50 @@
+"""Findings of a hands-on penetration test, each reproduced, on both databases where stored."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import SIGNING_SECRET, Sink, drain, job_body
+from flask.testing import FlaskClient
+
+from service.config import ConfigError, Settings
+from service.outbox.worker import Worker
+
+
+def test_notifications_are_never_signed_with_an_inbound_secret(
+    post_job: Callable[..., Any],
+    make_worker: Callable[..., Worker],
+    sink: Sink,
+    client: FlaskClient,
+) -> None:
+    # WEBHOOK_SIGNING_SECRETS is set (conftest) and NOTIFY_SIGNING_SECRET is not.
+    worker = make_worker(notify_url=sink.url, notify_signing_secret=None)
+    assert post_job(job_body(status=2, status_name="CHALLENGED")).status_code == 204
+    assert drain(worker) == 1
+    [notification] = sink.requests
+
+    assert "webhook-signature" not in notification.headers
+    replayed = client.post(
+        "/webhooks/mx/jobs",
+        data=notification.body,
+        headers={
+            "Content-Type": "application/json",
+            **{k: v for k, v in notification.headers.items() if k.startswith("webhook-")},
+        },
+    )
+    assert replayed.status_code == 401
+
+
+@pytest.mark.parametrize("from_environment", [True, False])
+def test_a_notify_secret_that_is_also_an_inbound_secret_refuses_to_start(
+    from_environment: bool,
+) -> None:
+    with pytest.raises(ConfigError, match="NOTIFY_SIGNING_SECRET"):
+        if from_environment:
+            Settings.from_env(
+                {"WEBHOOK_SIGNING_SECRETS": SIGNING_SECRET, "NOTIFY_SIGNING_SECRET": SIGNING_SECRET}
+            )
+        else:
+            Settings(signing_secrets=(SIGNING_SECRET,), notify_signing_secret=SIGNING_SECRET)
