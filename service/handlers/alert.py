@@ -60,8 +60,14 @@ def _duration(seconds: int) -> str:
     return f"{seconds} seconds"
 
 
+def slack_escaped(text: str) -> str:
+    """Slack reads <...> as mentions (<!channel>) and links (<url|label>): its docs ask for &, <
+    and > to be escaped, so text from MX (guids, error messages) stays text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def alert_document(event: AnyHandlerEvent) -> dict[str, Any]:
-    return {"text": alert_text(event)}
+    return {"text": slack_escaped(alert_text(event))}
 
 
 def build(notify: Delivery, alert: Delivery) -> Handler:

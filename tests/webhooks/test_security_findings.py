@@ -48,3 +48,24 @@ def test_a_notify_secret_that_is_also_an_inbound_secret_refuses_to_start(
             )
         else:
             Settings(signing_secrets=(SIGNING_SECRET,), notify_signing_secret=SIGNING_SECRET)
+
+
+def test_alert_text_is_escaped_so_slack_shows_it_as_text(
+    post_job: Callable[..., Any],
+    make_worker: Callable[..., Worker],
+    sink: Sink,
+) -> None:
+    worker = make_worker(alert_url=sink.url)
+    body = job_body(
+        guid="JOB-<!channel>",
+        status=9,
+        status_name="HALTED",
+        error_message="<!here> see <https://phish.example|your bank> & retry",
+    )
+    assert post_job(body).status_code == 204
+    assert drain(worker) == 1
+
+    text = sink.requests[0].json()["text"]
+    assert "<" not in text and ">" not in text
+    assert "JOB-&lt;!channel&gt;" in text
+    assert "&lt;!here&gt; see &lt;https://phish.example|your bank&gt; &amp; retry" in text
