@@ -110,6 +110,16 @@ def take_probe(session: Session, handler: str, now: datetime, probe_timeout: tim
     return session.execute(statement).first() is not None
 
 
+def return_probe(session: Session, handler: str, now: datetime) -> None:
+    """The probe claimed nothing it could send (its runs were moot): let the next claim probe
+    at once rather than wait for the probe to time out."""
+    session.execute(
+        update(HandlerState)
+        .where(HandlerState.handler == handler, HandlerState.circuit == CircuitState.HALF_OPEN)
+        .values(circuit=CircuitState.OPEN, open_until=now, probe_started_at=None, updated_at=now)
+    )
+
+
 def record_failure(
     session: Session,
     handler: str,

@@ -37,6 +37,7 @@ from service.outbox.handler_states import (
     record_failure,
     record_successes,
     reserve_slots,
+    return_probe,
     take_probe,
 )
 from service.outbox.lanes import Lane, LaneBook
@@ -189,9 +190,9 @@ class Worker:
                 lanes=kind,
                 handlers=names,
             )
-            if not claimed:
-                return None
             live = self._settle(session, claimed, now)
+            if lane.probe and handler is not None and not live:
+                return_probe(session, handler, now)
             histories = job_histories(session, live)
             events = [_load_event(session, run, histories) for run in live]
         return Batch(live, events) if live else None

@@ -63,10 +63,18 @@ def record_webhook(endpoint: str, outcome: str, reason: str = "") -> None:
     WEBHOOKS_RECEIVED.labels(endpoint=endpoint, outcome=outcome, reason=reason).inc()
 
 
+# Every label value comes from a fixed set, so no request can grow /metrics: what a client
+# chooses (a method, an id) folds into OTHER past what the service itself defines.
+OTHER = "other"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Connection status ids MX may add later stay distinct up to here.
+MAX_LABELLED_STATUS_ID = 99
+
+
 def record_status_table_disagreement(sent_id: int | None, trusted_name: str) -> None:
-    # Labels stay few: ids are MX's small integers and names come from our own table.
+    labelled = sent_id is not None and 0 <= sent_id <= MAX_LABELLED_STATUS_ID
     STATUS_TABLE_DISAGREEMENTS.labels(
-        connection_status_id=str(sent_id), trusted_name=trusted_name
+        connection_status_id=str(sent_id) if labelled else OTHER, trusted_name=trusted_name
     ).inc()
 
 
@@ -88,6 +96,9 @@ class RequestTimer:
         self.started = time.perf_counter()
 
     def observe(self, route: str, method: str, status: int) -> None:
-        REQUEST_DURATION.labels(route=route, method=method, status=str(status)).observe(
-            time.perf_counter() - self.started
-        )
+        """`route` is a rule of the app's url_map (or "unmatched"), never the requested path."""
+        REQUEST_DURATION.labels(
+            route=route,
+            method=method if method in KNOWN_METHODS else OTHER,
+            status=str(status) if 100 <= status <= 599 else OTHER,
+        ).observe(time.perf_counter() - self.started)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from conftest import SIGNING_SECRET, Sink, drain, job_body
 from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.config import ConfigError, Settings
 from service.outbox.worker import Worker
@@ -69,3 +70,26 @@ def test_alert_text_is_escaped_so_slack_shows_it_as_text(
     assert "<" not in text and ">" not in text
     assert "JOB-&lt;!channel&gt;" in text
     assert "&lt;!here&gt; see &lt;https://phish.example|your bank&gt; &amp; retry" in text
+
+
+def test_requests_a_client_invents_cannot_grow_the_metrics(client: FlaskClient) -> None:
+    def series() -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+        text = client.get("/metrics").get_data(as_text=True)
+        return {
+            (sample.name, tuple(sorted(sample.labels.items())))
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    for index in range(5):
+        client.open(f"/made-up/{index}", method=f"BREW{index}")
+        client.open("/webhooks/mx/jobs", method=f"PROPFIND{index}")
+    series()  # the scrape itself is a request, timed once it has answered
+    before = series()
+    for index in range(5, 60):
+        client.open(f"/made-up/{index}", method=f"BREW{index}")
+        client.open("/webhooks/mx/jobs", method=f"PROPFIND{index}")
+
+    assert series() == before
+    methods = {dict(labels)["method"] for _, labels in before if "method" in dict(labels)}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
