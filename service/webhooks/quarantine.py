@@ -123,7 +123,9 @@ def _ingest(
     happened when MX sent them, not now, so a newer status that arrived meanwhile stays current."""
     endpoint = rejected.endpoint
     kind = webhook_kind(document) if endpoint == ANY_KIND_ENDPOINT else WebhookKind(endpoint)
-    delivery_id = rejected.delivery_id
+    # The stored webhook-id is a record of what came, not proof: whether a signature covered it
+    # is not kept, so a replay is told apart from other deliveries by its body alone.
+    delivery_id = None
     if kind is WebhookKind.JOBS:
         job, raw = validate_job(document)
         delivery = JobDelivery(job=job, raw=raw, received_at=now, delivery_id=delivery_id)

@@ -62,6 +62,7 @@ logger = logging.getLogger("jobhooks.webhooks")
 
 @dataclass(frozen=True)
 class Arrival:
+    # webhook-id, only from a delivery whose signature over it was verified.
     delivery_id: str | None
     received_at: datetime
     # webhook-timestamp, only when a Standard Webhooks signature over it was verified.
@@ -307,7 +308,10 @@ def _receive(endpoint: str, accept: Accept) -> Response:
     callback_payload = _storable_text(request.headers.get("X-CALLBACK-PAYLOAD"))
     try:
         document = _checked_document(body, too_large, delivery_id, state.settings)
-        result = accept(document, Arrival(delivery_id, received_at, signed_at, callback_payload))
+        # webhook-id names a delivery only when the signature covering it was verified: over
+        # Basic auth anyone may repeat an id, and a different body under it must not be dropped.
+        trusted_id = delivery_id if signed_at is not None else None
+        result = accept(document, Arrival(trusted_id, received_at, signed_at, callback_payload))
     except RejectedBody as rejection:
         _quarantine(endpoint, rejection, body, too_large, delivery_id, received_at)
         record_webhook(endpoint, "rejected", rejection.code)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import app_state, basic_header, job_body
+from conftest import SIGNING_SECRET, app_state, basic_header, job_body
 from db_rows import count, rows
 from flask import Flask
 from sqlalchemy.engine import Engine
+from standardwebhooks.webhooks import Webhook
 
 from service.app import create_app
 from service.config import Settings
@@ -43,7 +46,9 @@ def post_at_once(apps: tuple[Flask, Flask], deliveries: tuple[Delivery, Delivery
         client = app.test_client()
         document, headers = delivery
         barrier.wait()
-        return client.post(JOBS_URL, json=document, headers=headers).status_code
+        body = json.dumps(document)
+        headers = {"Content-Type": "application/json", **headers}
+        return client.post(JOBS_URL, data=body, headers=headers).status_code
 
     with ThreadPoolExecutor(max_workers=len(apps)) as pool:
         futures = [
@@ -71,14 +76,26 @@ def test_identical_deliveries_racing_store_one_history_row_and_one_run(
         assert count(engine, Job, guid=guid) == 1
 
 
-def test_racing_retries_under_one_webhook_id_store_one_history_row(
+def signed(document: dict[str, Any], message_id: str) -> Delivery:
+    """A delivery whose Standard Webhooks signature covers its webhook-id and body."""
+    now = datetime.now(UTC)
+    signature = Webhook(SIGNING_SECRET).sign(message_id, now, json.dumps(document))
+    headers = {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+    return document, headers
+
+
+def test_racing_retries_under_one_signed_webhook_id_store_one_history_row(
     two_workers: tuple[Flask, Flask], engine: Engine
 ) -> None:
     for round_number in range(ROUNDS):
         guid = f"JOB-race-id-{round_number}"
-        headers = {**basic_header(), "webhook-id": f"msg_race_{round_number}"}
-        original = (challenged(guid, updated_at="2026-11-25T10:00:00Z"), headers)
-        altered = (challenged(guid, updated_at="2026-11-25T10:00:05Z"), headers)
+        message_id = f"msg_race_{round_number}"
+        original = signed(challenged(guid, updated_at="2026-11-25T10:00:00Z"), message_id)
+        altered = signed(challenged(guid, updated_at="2026-11-25T10:00:05Z"), message_id)
 
         statuses = post_at_once(two_workers, (original, altered))
 

@@ -208,13 +208,24 @@ def test_unknown_future_status_is_stored_as_sent(post_status: PostStatus, engine
 # Duplicates: webhook-id, MX's own timestamp, and a repeat of the current state.
 
 
-def test_repeated_webhook_id_adds_no_history(post_status: PostStatus, engine: Engine) -> None:
-    first = post_status(status_body(), delivery_id="msg_1")
-    again = post_status(status_body(connection_status_id=2), delivery_id="msg_1")
+def test_a_repeated_signed_webhook_id_adds_no_history(client: FlaskClient, engine: Engine) -> None:
+    now = datetime.now(UTC)
+    first, again = (orjson.dumps(status_body(connection_status_id=code)) for code in (3, 2))
+    for body in (first, again):
+        response = client.post(URL, data=body, headers=signed_headers(body, "msg_1", now))
+        assert response.status_code == 204
 
-    assert (first.status_code, again.status_code) == (204, 204)
     [event] = rows(engine, MemberEvent)
     assert (event.delivery_id, event.connection_status_id) == ("msg_1", 3)
+
+
+def test_an_unsigned_webhook_id_does_not_make_a_new_status_a_repeat(
+    post_status: PostStatus, engine: Engine
+) -> None:
+    post_status(status_body(), delivery_id="msg_1")
+    post_status(status_body(connection_status_id=2), delivery_id="msg_1")
+
+    assert [e.connection_status_id for e in rows(engine, MemberEvent)] == [3, 2]
 
 
 def test_same_status_and_mx_timestamp_is_the_same_delivery(

@@ -6,11 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import SIGNING_SECRET, Sink, drain, job_body
+from conftest import SIGNING_SECRET, Sink, basic_header, drain, job_body
+from db_rows import count
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.config import ConfigError, Settings
+from service.jobs.models import JobEvent
 from service.outbox.worker import Worker
 
 
@@ -93,3 +95,14 @@ def test_requests_a_client_invents_cannot_grow_the_metrics(client: FlaskClient) 
     assert series() == before
     methods = {dict(labels)["method"] for _, labels in before if "method" in dict(labels)}
     assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+
+
+def test_different_jobs_under_one_unsigned_webhook_id_are_all_stored(
+    client: FlaskClient, engine: Any
+) -> None:
+    headers = {**basic_header(), "webhook-id": "msg_same_for_all"}
+    for index in range(50):
+        body = {"job": job_body(guid=f"JOB-same-id-{index}")}
+        assert client.post("/webhooks/mx/jobs", json=body, headers=headers).status_code == 204
+
+    assert count(engine, JobEvent) == 50
