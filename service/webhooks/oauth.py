@@ -2,7 +2,8 @@
 
 Tokens are signed and timestamped (itsdangerous) with a key derived from SECRET_KEY, so every web
 process on every machine can verify them without shared memory or a database read. A token names its
-client; removing a client from WEBHOOK_OAUTH_CLIENTS revokes its tokens at once.
+client and carries a short MAC of the secret it was issued under: removing a client from
+WEBHOOK_OAUTH_CLIENTS, or changing its secret, revokes its tokens at once.
 """
 
 from __future__ import annotations
@@ -89,7 +90,12 @@ def issue_token(
     if not client_id or not secret or not _client_matches(client_id, secret, clients):
         raise TokenRequestError("invalid_client", "client authentication failed", 401)
     # The random part makes every token unique even when two are issued in the same second.
-    token = _serializer(secret_key).dumps({"sub": client_id, "jti": secrets.token_urlsafe(8)})
+    claims = {
+        "sub": client_id,
+        "sv": _secret_version(secret_key, client_id, secret),
+        "jti": secrets.token_urlsafe(8),
+    }
+    token = _serializer(secret_key).dumps(claims)
     return IssuedToken(access_token=str(token), expires_in=lifetime_seconds)
 
 
@@ -108,5 +114,16 @@ def token_is_valid(
         return False
     if not isinstance(claims, dict):
         return False
-    subject = claims.get("sub")
-    return any(hmac.compare_digest(str(subject), known_id) for known_id, _ in clients)
+    subject, version = str(claims.get("sub")), str(claims.get("sv"))
+    matched = False
+    for known_id, known_secret in clients:
+        # Every client is compared, so the time taken does not tell which id matched.
+        expected = _secret_version(secret_key, known_id, known_secret)
+        matched |= hmac.compare_digest(subject, known_id) & hmac.compare_digest(version, expected)
+    return matched
+
+
+def _secret_version(secret_key: bytes, client_id: str, secret: str) -> str:
+    """Names the secret a token was issued under without revealing anything about it."""
+    mac = hmac.new(secret_key, f"oauth-secret\x1f{client_id}\x1f{secret}".encode(), "sha256")
+    return mac.hexdigest()[:16]

@@ -65,6 +65,10 @@ def token() -> Response:
             raise TokenRequestError(
                 "invalid_request", "send the form as application/x-www-form-urlencoded"
             )
+        # RFC 6749 §3.2: parameters must not appear more than once.
+        for name in ("grant_type", "client_id", "client_secret"):
+            if len(request.form.getlist(name)) > 1:
+                raise TokenRequestError("invalid_request", f"{name} is given more than once")
         issued = issue_token(
             request.form,
             request.headers.get("Authorization"),

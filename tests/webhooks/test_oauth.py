@@ -175,5 +175,42 @@ def test_token_of_a_removed_client_is_refused(oauth_app: Flask, settings: Settin
         rotated.extensions[EXTENSION_KEY].engine.dispose()
 
 
+def test_changing_a_client_secret_revokes_its_tokens_even_with_a_fixed_secret_key(
+    settings: Settings,
+) -> None:
+    def app_with(secret: str) -> Flask:
+        return create_app(
+            dataclasses.replace(
+                settings,
+                basic_auth=(),
+                signing_secrets=(),
+                secret_key_setting="k" * 40,
+                oauth_clients=((CLIENT_ID, secret),),
+            )
+        )
+
+    before, after = app_with(CLIENT_SECRET), app_with("a-new-secret-after-rotation")
+    try:
+        token = str(request_token(before.test_client())["access_token"])
+        assert post_with_bearer(before.test_client(), token) == 204
+        assert post_with_bearer(after.test_client(), token) == 401
+    finally:
+        for app in (before, after):
+            app.extensions[EXTENSION_KEY].engine.dispose()
+
+
+def test_a_credential_field_given_twice_is_refused(oauth_client: FlaskClient) -> None:
+    form = (
+        f"grant_type=client_credentials&client_id={CLIENT_ID}"
+        f"&client_secret=a-wrong-guess&client_secret={CLIENT_SECRET}"
+    )
+    response = oauth_client.post(
+        TOKEN_URL, data=form, content_type="application/x-www-form-urlencoded"
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
+
+
 def test_api_token_is_not_an_ingest_credential(oauth_client: FlaskClient) -> None:
     assert post_with_bearer(oauth_client, "test-api-token") == 401
