@@ -40,6 +40,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     sessions = make_session_factory(engine)
     rules = CrossSourceRules.from_settings(settings)
     app = Flask(__name__)
+    # A doubled slash is a 404, not a redirect built from the client's Host header.
+    app.url_map.merge_slashes = False
     app.extensions[EXTENSION_KEY] = AppState(
         settings=settings,
         engine=engine,

@@ -30,7 +30,7 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        return _one_line(orjson.dumps(entry, default=str).decode())
 
 
 class RequestIdFilter(logging.Filter):
@@ -63,3 +63,13 @@ def request_id_from(header: str | None) -> str:
 
 def log(logger: logging.Logger, message: str, level: int = logging.INFO, **fields: Any) -> None:
     logger.log(level, message, extra={"fields": fields})
+
+
+# Valid in JSON strings as they are, but line breaks to many log readers: a value sent by a client
+# must not start what looks like a new log line.
+LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_LINE_BREAK_TABLE = str.maketrans(LINE_BREAKS)
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_LINE_BREAK_TABLE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.config import ConfigError, Settings
 from service.jobs.models import JobEvent
 from service.outbox.worker import Worker
+from service.platform.logs import JsonFormatter
 
 
 def test_notifications_are_never_signed_with_an_inbound_secret(
@@ -106,3 +108,25 @@ def test_different_jobs_under_one_unsigned_webhook_id_are_all_stored(
         assert client.post("/webhooks/mx/jobs", json=body, headers=headers).status_code == 204
 
     assert count(engine, JobEvent) == 50
+
+
+def test_a_doubled_slash_is_a_json_404_not_a_redirect_to_the_host_header(
+    client: FlaskClient,
+) -> None:
+    response = client.post(
+        "/webhooks//mx/jobs", json={"job": job_body()}, headers={"Host": "evil.example"}
+    )
+
+    assert response.status_code == 404
+    assert "Location" not in response.headers
+    assert response.get_json()["error"] == "not_found"
+
+
+def test_log_lines_escape_unicode_line_breaks() -> None:
+    record = logging.LogRecord("jobhooks.test", logging.INFO, "", 0, "m", None, None)
+    record.__dict__["fields"] = {"value": "a\u2028b\u0085c\u2029d"}
+
+    line = JsonFormatter().format(record)
+
+    assert "\u2028" not in line and "\u0085" not in line and "\u2029" not in line
+    assert "\\u2028" in line
