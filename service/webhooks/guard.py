@@ -43,7 +43,20 @@ def install_failed_auth_limiter(
 
     @app.before_request
     def refuse_blocked_address() -> None:
-        wait = limiter.blocked_for(client_address(), datetime.now(UTC))
+        now = datetime.now(UTC)
+        if limiter.needs_refresh():
+            try:
+                with transaction(current_state().sessions) as session:
+                    limiter.refresh(session, now)
+            except SQLAlchemyError as error:
+                # The blocks this process knows still hold; the next request tries again.
+                log(
+                    logger,
+                    "could not read blocked addresses",
+                    logging.WARNING,
+                    error=type(error).__name__,
+                )
+        wait = limiter.blocked_for(client_address(), now)
         if wait:
             raise TooManyFailures(wait)
 

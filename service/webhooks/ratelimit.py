@@ -1,24 +1,27 @@
 """Failed-authentication limiting per client address, shared by every process through the database.
 
 Each failure increments a per-address counter for the current fixed window with one upsert, so N
-web processes on M machines see one global count. A process that sees the count over the limit
-remembers the block in memory until the window ends and refuses that address before looking at its
-credentials, so guessing stops even when a guess would have been right. Successful requests never
-touch the table.
+web processes on M machines see one global count. Every process reads the addresses over the limit
+at most once a second (one small query, whatever the traffic) and refuses them before looking at
+their credentials until the window ends, so guessing stops on every process even when a guess
+would have been right.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service.platform.db import insert_for
 from service.webhooks.models import AuthFailure
 
 MAX_REMEMBERED_BLOCKS = 10_000
+# How stale a process's view of blocks another process made may get.
+REFRESH_SECONDS = 1.0
 
 
 class FailedAuthLimiter:
@@ -27,6 +30,23 @@ class FailedAuthLimiter:
         self.window = timedelta(seconds=window_seconds)
         self._blocked_until: dict[str, datetime] = {}
         self._lock = threading.Lock()
+        self._refreshed_at = -REFRESH_SECONDS
+
+    def needs_refresh(self) -> bool:
+        return time.monotonic() - self._refreshed_at >= REFRESH_SECONDS
+
+    def refresh(self, session: Session, now: datetime) -> None:
+        """Learn the blocks every process made in the current window."""
+        start = self.window_start(now)
+        over = session.scalars(
+            select(AuthFailure.client_address)
+            .where(AuthFailure.window_start == start, AuthFailure.failures > self.limit)
+            .limit(MAX_REMEMBERED_BLOCKS)
+        ).all()
+        with self._lock:
+            self._refreshed_at = time.monotonic()
+            for address in over:
+                self._blocked_until[address] = start + self.window
 
     def window_start(self, now: datetime) -> datetime:
         epoch = datetime(1970, 1, 1, tzinfo=UTC)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from service.app import create_app
 from service.config import Settings
 from service.context import EXTENSION_KEY
+from service.webhooks import ratelimit
 from service.webhooks.models import AuthFailure
 
 LIMIT = 3
@@ -82,6 +83,19 @@ def test_failures_are_counted_across_processes(
     assert post(second, WRONG) == 401
     assert post(second, basic_header()) == 429
     assert sum(row.failures for row in rows(engine, AuthFailure)) == LIMIT + 1
+
+
+def test_a_block_made_by_one_process_holds_in_every_other(
+    two_processes: tuple[Flask, Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = two_processes
+    assert post(second, basic_header()) == 204  # the second process has looked once already
+    for _ in range(LIMIT + 1):
+        assert post(first, WRONG) == 401
+    # The second process reads the shared blocks once a second; let that second pass.
+    monkeypatch.setattr(ratelimit, "REFRESH_SECONDS", 0.0)
+
+    assert [post(second, basic_header()) for _ in range(4)] == [429] * 4
 
 
 def test_failed_api_tokens_count_too(two_processes: tuple[Flask, Flask]) -> None:
