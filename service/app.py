@@ -8,7 +8,6 @@ from collections.abc import Callable
 from flask import Flask, Response, g, request
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.api import admin, docs, handlers, health
 from service.api import jobs as api
@@ -27,6 +26,7 @@ from service.platform.metrics import RequestTimer
 from service.webhooks import token_endpoint
 from service.webhooks import views as webhooks
 from service.webhooks.guard import install_failed_auth_limiter
+from service.webhooks.proxies import TrustedProxies
 
 logger = logging.getLogger("jobhooks.app")
 
@@ -70,8 +70,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings.auth_failure_exempt,
     )
     if settings.trusted_proxy_count:
-        proxies = settings.trusted_proxy_count
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
+        app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+            app.wsgi_app, settings.trusted_proxy_count, settings.forwarded_allow_ips
+        )
     _register_error_handlers(app)
     return app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import math
 import os
 import re
@@ -44,6 +45,9 @@ class Settings:
     # Loopback clients are on this machine already (a local proxy, health checks, operators).
     auth_failure_exempt: tuple[str, ...] = ("127.0.0.1", "::1")
     trusted_proxy_count: int = 0
+    # Peers whose X-Forwarded-For is believed (gunicorn reads the same variable): IPs, networks
+    # or "*". Anyone else's forwarded headers are ignored.
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     metrics_token: str | None = field(default=None, repr=False)
     signing_secrets: tuple[str, ...] = ()
     api_tokens: tuple[str, ...] = ()
@@ -116,6 +120,10 @@ class Settings:
                 env.get("AUTH_FAILURE_EXEMPT", ",".join(default.auth_failure_exempt)),
             ),
             trusted_proxy_count=_non_negative_int("TRUSTED_PROXY_COUNT", env),
+            forwarded_allow_ips=_networks(
+                "FORWARDED_ALLOW_IPS",
+                env.get("FORWARDED_ALLOW_IPS", ",".join(default.forwarded_allow_ips)),
+            ),
             metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
             signing_secrets=_signing_secrets(env.get("WEBHOOK_SIGNING_SECRETS", "")),
             api_tokens=_comma_list("API_TOKENS", env.get("API_TOKENS", "")),
@@ -344,6 +352,18 @@ def _port(env: Mapping[str, str]) -> int:
     if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536):
         raise ConfigError(f"PORT: must be a TCP port number from 1 to 65535, got {raw!r}")
     return int(raw)
+
+
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    items = _comma_list(name, raw)
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IP address or network") from None
+    return items
 
 
 def _optional_positive_int(name: str, env: Mapping[str, str]) -> int | None:

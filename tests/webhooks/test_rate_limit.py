@@ -126,3 +126,52 @@ def test_loopback_clients_are_exempt_by_default(settings: Settings, engine: Engi
         assert rows(engine, AuthFailure) == []
     finally:
         app.extensions[EXTENSION_KEY].engine.dispose()
+
+
+@pytest.fixture
+def behind_proxy(limited_settings: Settings) -> Iterator[Flask]:
+    app = create_app(
+        dataclasses.replace(
+            limited_settings, trusted_proxy_count=1, forwarded_allow_ips=("10.0.0.1",)
+        )
+    )
+    yield app
+    app.extensions[EXTENSION_KEY].engine.dispose()
+
+
+def post_from(app: Flask, peer: str, forwarded_for: str, headers: dict[str, str]) -> int:
+    response = app.test_client().post(
+        "/webhooks/mx/jobs",
+        json={"job": job_body()},
+        headers={**headers, "X-Forwarded-For": forwarded_for},
+        environ_base={"REMOTE_ADDR": peer},
+    )
+    return response.status_code
+
+
+def test_a_client_that_is_not_the_proxy_cannot_rotate_its_address(behind_proxy: Flask) -> None:
+    statuses = [
+        post_from(behind_proxy, "203.0.113.9", f"198.51.100.{n}", WRONG) for n in range(LIMIT + 2)
+    ]
+
+    assert statuses[LIMIT + 1] == 429
+
+
+def test_a_client_cannot_get_another_address_blocked(behind_proxy: Flask) -> None:
+    for _ in range(LIMIT + 1):
+        post_from(behind_proxy, "203.0.113.9", "198.51.100.7", WRONG)
+
+    # The address it named still gets through the trusted proxy.
+    assert post_from(behind_proxy, "10.0.0.1", "198.51.100.7", basic_header()) == 204
+
+
+def test_the_trusted_proxy_names_the_client_and_a_malformed_name_is_ignored(
+    behind_proxy: Flask, engine: Engine
+) -> None:
+    post_from(behind_proxy, "10.0.0.1", "198.51.100.7", WRONG)
+    post_from(behind_proxy, "10.0.0.1", "not-an-address\u2028", WRONG)
+
+    assert sorted(row.client_address for row in rows(engine, AuthFailure)) == [
+        "10.0.0.1",
+        "198.51.100.7",
+    ]
