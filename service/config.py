@@ -55,6 +55,8 @@ class Settings:
     notify_signing_secret: str | None = None
     alert_url: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Every request body must arrive within this; a slow sender cannot hold a web thread longer.
+    body_timeout_seconds: float = 10.0
     allow_unauthenticated: bool = False
     handler_retry_base_seconds: float = 5.0
     # Retries go on for this long, as MX's own do (about 24 h); a run is dead when it passes.
@@ -131,6 +133,9 @@ class Settings:
             notify_signing_secret=_optional_secret(env.get("NOTIFY_SIGNING_SECRET")),
             alert_url=_optional_url("ALERT_URL", env.get("ALERT_URL")),
             max_body_bytes=_positive_int("MAX_BODY_BYTES", env, default.max_body_bytes),
+            body_timeout_seconds=_positive_float(
+                "BODY_TIMEOUT_SECONDS", env, default.body_timeout_seconds
+            ),
             allow_unauthenticated=_flag("JOBHOOKS_ALLOW_UNAUTHENTICATED", env),
             handler_retry_base_seconds=_positive_float(
                 "HANDLER_RETRY_BASE_SECONDS", env, default.handler_retry_base_seconds

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from typing import IO, Any
 
 import orjson
@@ -12,17 +17,49 @@ READ_CHUNK_BYTES = 16 * 1024
 MAX_NESTING = 64
 
 
+@contextmanager
+def body_deadline(environ: Mapping[str, Any], seconds: float) -> Iterator[float]:
+    """The monotonic time by which the body must have arrived.
+
+    Under gunicorn a read asks for a whole chunk and waits until it is full, so a sender
+    trickling a byte at a time would never let the caller look at the clock: when the time is
+    up, the socket's reading side is shut, the pending read ends, and the answer can still go out.
+    """
+    deadline = time.monotonic() + seconds
+    sock = environ.get("gunicorn.socket")
+    timer = threading.Timer(seconds, _stop_reading, args=(sock,)) if sock is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        yield deadline
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _stop_reading(sock: Any) -> None:
+    with suppress(OSError):  # already closed: nothing left to stop
+        sock.shutdown(socket.SHUT_RD)
+
+
 def read_limited(
-    stream: IO[bytes], limit: int, declared_length: int | None = None
+    stream: IO[bytes],
+    limit: int,
+    declared_length: int | None = None,
+    deadline: float | None = None,
 ) -> tuple[bytes, bool]:
     """Read at most `limit` bytes; the flag says whether the body went on past the limit.
 
     `declared_length` is the Content-Length: a body that ends short of it was cut off in transit,
-    and its fragment must not be taken (or quarantined) as what the sender meant.
+    and its fragment must not be taken (or quarantined) as what the sender meant. A body still
+    arriving at `deadline` (time.monotonic) is given up on: a trickle of bytes holds a thread.
     """
     chunks: list[bytes] = []
     remaining = limit + 1
     while remaining > 0:
+        if deadline is not None and time.monotonic() > deadline:
+            raise UnreadableBody("the body took too long to arrive")
         try:
             chunk = stream.read(min(READ_CHUNK_BYTES, remaining))
         except Exception as error:  # the WSGI server's own types: gunicorn's, werkzeug's, ...
@@ -31,6 +68,8 @@ def read_limited(
             break
         chunks.append(chunk)
         remaining -= len(chunk)
+    if deadline is not None and time.monotonic() > deadline:
+        raise UnreadableBody("the body took too long to arrive")
     body = b"".join(chunks)
     if declared_length is not None and len(body) < min(declared_length, limit + 1):
         raise UnreadableBody("the connection closed before Content-Length bytes arrived")

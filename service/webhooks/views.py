@@ -25,6 +25,7 @@ from service.errors import (
     PayloadTooLarge,
     RejectedBody,
     Unauthorized,
+    UnreadableBody,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -53,7 +54,12 @@ from service.webhooks.auth import (
 )
 from service.webhooks.kinds import ANY_KIND_ENDPOINT, WebhookKind, webhook_kind
 from service.webhooks.oauth import signing_key, token_is_valid
-from service.webhooks.payload import is_json_content_type, parse_json, read_limited
+from service.webhooks.payload import (
+    body_deadline,
+    is_json_content_type,
+    parse_json,
+    read_limited,
+)
 from service.webhooks.quarantine import Rejection, quarantine
 
 bp = Blueprint("webhooks", __name__)
@@ -325,12 +331,13 @@ def _read_authenticated_body(settings: Settings) -> tuple[bytes, bool, datetime 
     """Authenticate before parsing anything; a signature needs the body, the others do not.
 
     Also returns the signing time when a signature was verified (connection statuses use it).
+    Every body must arrive within BODY_TIMEOUT_SECONDS, so a slow sender cannot hold a thread.
     """
     limit = settings.max_body_bytes
     signed_headers = {name: request.headers.get(name, "") for name in SIGNATURE_HEADERS}
     signed = bool(settings.signing_secrets) and has_signature_headers(signed_headers)
     if _header_credentials_pass(request.headers.get("Authorization"), settings):
-        body, too_large = read_limited(request.stream, limit, request.content_length)
+        body, too_large = _read_body(settings)
         verified = (
             signed
             and not too_large
@@ -338,14 +345,28 @@ def _read_authenticated_body(settings: Settings) -> tuple[bytes, bool, datetime 
         )
         return body, too_large, _signature_time(signed_headers) if verified else None
     if signed:
-        body, too_large = read_limited(request.stream, limit, request.content_length)
+        if (request.content_length or 0) > limit:
+            # Too big to verify: refused before a byte of it is read, and never quarantined.
+            raise PayloadTooLarge(limit)
+        try:
+            body, too_large = _read_body(settings)
+        except UnreadableBody:
+            # A signature claimed and never completed is a failed authentication: it counts
+            # toward the address's limit like a wrong password.
+            raise Unauthorized("the signed body did not arrive in full", None) from None
         if too_large:
-            # Too big to verify: refuse without quarantining bytes nobody vouched for.
             raise PayloadTooLarge(limit)
         if signature_matches(body, signed_headers, settings.signing_secrets):
             return body, too_large, _signature_time(signed_headers)
     challenge = BASIC_CHALLENGE if settings.basic_auth else None
     raise Unauthorized("valid webhook credentials are required", challenge)
+
+
+def _read_body(settings: Settings) -> tuple[bytes, bool]:
+    with body_deadline(request.environ, settings.body_timeout_seconds) as deadline:
+        return read_limited(
+            request.stream, settings.max_body_bytes, request.content_length, deadline
+        )
 
 
 def _signature_time(signed_headers: Mapping[str, str]) -> datetime | None:
