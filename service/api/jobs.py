@@ -23,13 +23,15 @@ from service.jobs.schemas import (
     StatsQuery,
 )
 from service.platform.types import PageQuery
-from service.webhooks.quarantine import list_rejected_deliveries, rejected_delivery_out
-from service.webhooks.schemas import RejectedDeliveryListOut
+from service.webhooks.quarantine import rejected_delivery, rejected_page
+from service.webhooks.schemas import RejectedDeliveryListOut, RejectedDeliveryOut
 
 bp = Blueprint("api", __name__)
 
 JOBS_LISTING = "jobs"
 REJECTED_LISTING = "rejected-deliveries"
+# Ids are 64-bit; a larger one names nothing, and drivers refuse it.
+MAX_ID = 2**63 - 1
 
 
 bp.before_request(require_bearer_token)
@@ -134,13 +136,33 @@ def get_rejected_deliveries() -> Response:
     scope = cursor_scope(REJECTED_LISTING, {})
     after = position_from(query.cursor, scope)
     with reading() as session:
-        rows, next_position = list_rejected_deliveries(session, after, query.limit)
-        page = [rejected_delivery_out(row) for row in rows]
+        page, next_position = rejected_page(session, after, query.limit)
     return json_response(
         RejectedDeliveryListOut(
             rejected_deliveries=page, next_cursor=cursor_for(next_position, scope)
         )
     )
+
+
+@bp.get("/rejected-deliveries/<int:rejected_id>")
+@documented(
+    ApiDoc(
+        "One quarantined delivery with its whole body",
+        "quarantine",
+        API_AUTH,
+        ok_model=RejectedDeliveryOut,
+        path_params=(
+            PathParam("id", "the quarantined delivery's id", {"type": "integer", "minimum": 1}),
+        ),
+        errors=("401", "404", "503"),
+    )
+)
+def get_rejected_delivery(rejected_id: int) -> Response:
+    with reading() as session:
+        found = rejected_delivery(session, rejected_id) if rejected_id <= MAX_ID else None
+    if found is None:
+        raise NotFound(f"no quarantined delivery with id {rejected_id}")
+    return json_response(found)
 
 
 def _jobs_page(query: JobsQuery) -> JobListOut:

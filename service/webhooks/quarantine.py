@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import literal, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy.orm import Session, defer
 
 from service.errors import RejectedBody
 from service.jobs.ingest import HandlersFor, JobDelivery, ingest_job
@@ -148,15 +148,21 @@ def _ingest(
 
 # Reading the quarantine, for the API.
 
+# A page of the list carries bodies up to about this many bytes of JSON in all; the rest are
+# served one by one (GET /rejected-deliveries/<id>), so no page can grow a web worker by the whole
+# quarantine. A body is sent twice, as text and as base64: it costs 7/3 of its size.
+LIST_BODY_BUDGET = 512 * 1024
+
 
 def rejected_position(row: RejectedDelivery) -> Position:
     return Position(row.received_at, row.id)
 
 
-def list_rejected_deliveries(
+def rejected_page(
     session: Session, after: Position | None, limit: int
-) -> tuple[list[RejectedDelivery], Position | None]:
-    statement = select(RejectedDelivery)
+) -> tuple[list[RejectedDeliveryOut], Position | None]:
+    """Newest first; bodies only while the page's budget lasts (their sizes always)."""
+    statement = select(RejectedDelivery).options(defer(RejectedDelivery.body))
     if after is not None:
         after_key = (literal(after.at, UTCDateTime()), literal(int(after.key)))
         statement = statement.where(
@@ -165,16 +171,60 @@ def list_rejected_deliveries(
     statement = statement.order_by(
         RejectedDelivery.received_at.desc(), RejectedDelivery.id.desc()
     ).limit(limit + 1)
-    return page_of(list(session.scalars(statement)), limit, rejected_position)
+    rows, next_position = page_of(list(session.scalars(statement)), limit, rejected_position)
+    sizes = _body_sizes(session, [row.id for row in rows])
+    within: list[int] = []
+    spent = 0
+    for row in rows:
+        size = (sizes.get(row.id) or 0) * 7 // 3
+        if spent + size > LIST_BODY_BUDGET:
+            break
+        spent += size
+        within.append(row.id)
+    bodies = _bodies(session, within)
+    page = [
+        rejected_delivery_out(row, bodies.get(row.id), sizes.get(row.id), row.id not in bodies)
+        for row in rows
+    ]
+    return page, next_position
 
 
-def rejected_delivery_out(row: RejectedDelivery) -> RejectedDeliveryOut:
+def rejected_delivery(session: Session, rejected_id: int) -> RejectedDeliveryOut | None:
+    row = session.get(RejectedDelivery, rejected_id)
+    if row is None:
+        return None
     body = row.body
+    return rejected_delivery_out(row, body, len(body) if body is not None else None, False)
+
+
+def _body_sizes(session: Session, ids: list[int]) -> dict[int, int | None]:
+    if not ids:
+        return {}
+    statement = select(RejectedDelivery.id, func.length(RejectedDelivery.body)).where(
+        RejectedDelivery.id.in_(ids)
+    )
+    return {row_id: size for row_id, size in session.execute(statement)}
+
+
+def _bodies(session: Session, ids: list[int]) -> dict[int, bytes]:
+    if not ids:
+        return {}
+    statement = select(RejectedDelivery.id, RejectedDelivery.body).where(
+        RejectedDelivery.id.in_(ids), RejectedDelivery.body.is_not(None)
+    )
+    return {row_id: body for row_id, body in session.execute(statement) if body is not None}
+
+
+def rejected_delivery_out(
+    row: RejectedDelivery, body: bytes | None, size: int | None, omitted: bool
+) -> RejectedDeliveryOut:
     # An operator reads the text; replaying needs the exact bytes, invalid UTF-8 included.
     return RejectedDeliveryOut.model_validate(
         {
-            **columns_of(row),
+            **{name: value for name, value in columns_of(row).items() if name != "body"},
             "body_text": body.decode("utf-8", errors="replace") if body is not None else None,
             "body_base64": base64.b64encode(body).decode() if body is not None else None,
+            "body_size": size,
+            "body_omitted": omitted and size is not None,
         }
     )

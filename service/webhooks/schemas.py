@@ -21,6 +21,12 @@ class RejectedDeliveryOut(BaseModel):
     body_text: str | None = Field(description="the body as UTF-8, invalid bytes replaced by U+FFFD")
     body_base64: str | None = Field(description="the exact bytes received, base64")
     body_truncated: bool
+    body_size: int | None = Field(default=None, description="bytes kept; null once purged")
+    body_omitted: bool = Field(
+        default=False,
+        description="the list's byte budget ran out before this body: read it at "
+        "GET /rejected-deliveries/{id}",
+    )
     replayed_at: UtcTimestamp | None
 
 

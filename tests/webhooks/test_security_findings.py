@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -130,3 +131,25 @@ def test_log_lines_escape_unicode_line_breaks() -> None:
 
     assert "\u2028" not in line and "\u0085" not in line and "\u2029" not in line
     assert "\\u2028" in line
+
+
+def test_the_quarantine_list_stays_small_and_each_body_has_its_own_url(
+    client: FlaskClient, api_headers: dict[str, str]
+) -> None:
+    body = b"{" + b"x" * 60_000  # not JSON: quarantined whole
+    headers = {**basic_header(), "Content-Type": "application/json"}
+    for _ in range(6):
+        assert client.post("/webhooks/mx/jobs", data=body, headers=headers).status_code == 400
+
+    listed = client.get("/rejected-deliveries?limit=500", headers=api_headers)
+    documents = listed.json["rejected_deliveries"]
+
+    assert len(listed.get_data()) < 600_000
+    assert [d["body_size"] for d in documents] == [len(body)] * 6
+    assert [d["body_omitted"] for d in documents] == [False] * 3 + [True] * 3
+    omitted = documents[-1]
+    assert omitted["body_base64"] is None
+    one = client.get(f"/rejected-deliveries/{omitted['id']}", headers=api_headers)
+    assert one.status_code == 200
+    assert base64.b64decode(one.json["body_base64"]) == body
+    assert client.get("/rejected-deliveries/999999", headers=api_headers).status_code == 404
