@@ -122,3 +122,41 @@ def test_an_oversized_signed_body_is_refused_before_it_is_read(served: Served) -
 
     assert answer.startswith(b"HTTP/1.1 413")
     assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("allowed", "rotation_blocked"), [("10.9.9.9", True), ("127.0.0.1", False)]
+)
+def test_forwarded_addresses_count_only_from_a_trusted_proxy(
+    database_url: str, tmp_path: Path, allowed: str, rotation_blocked: bool
+) -> None:
+    """Through a real socket from 127.0.0.1: when that peer is not the trusted proxy, rotating
+    X-Forwarded-For changes nothing and the peer is blocked; when it is, each named address
+    is counted on its own."""
+    with serve_web(
+        database_url,
+        tmp_path / "web.log",
+        TRUSTED_PROXY_COUNT="1",
+        FORWARDED_ALLOW_IPS=allowed,
+        AUTH_FAILURE_EXEMPT="",
+        AUTH_FAILURE_LIMIT="3",
+    ) as served:
+        statuses = [
+            requests.post(
+                f"{served.base_url}/webhooks/mx/jobs",
+                json={"job": job_body()},
+                auth=(BASIC_USER, "a-wrong-guess"),
+                headers={"X-Forwarded-For": f"198.51.100.{index}", "Connection": "close"},
+                timeout=HTTP_TIMEOUT_SECONDS,
+            ).status_code
+            for index in range(8)
+        ]
+        with served.engine.connect() as connection:
+            addresses = set(connection.scalars(select(AuthFailure.client_address)))
+
+    if rotation_blocked:
+        assert 429 in statuses
+        assert addresses == {"127.0.0.1"}
+    else:
+        assert set(statuses) == {401}
+        assert addresses == {f"198.51.100.{index}" for index in range(8)}
