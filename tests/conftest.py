@@ -32,7 +32,8 @@ from service.config import Settings
 from service.context import EXTENSION_KEY, AppState
 from service.handlers.registry import load_handlers
 from service.outbox.relevance import relevance
-from service.outbox.worker import CircuitPolicy, Worker, retry_policy
+from service.outbox.runner import retry_policy
+from service.outbox.worker import CircuitPolicy, Worker
 from service.platform import migrations as migrate
 from service.platform.db import make_session_factory
 from service.platform.models import Base

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from service.config import Settings
-from service.outbox.worker import run_worker
+from service.outbox.runner import run_worker
 
 
 @click.command()

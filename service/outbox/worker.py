@@ -1,11 +1,11 @@
-"""The worker: claim a due handler run, run it under a lease, record success, retry or death."""
+"""A claim loop: claim due runs of one lane, run them under a lease, record success, retry,
+death or a moot end, and keep each handler's circuit. outbox/runner.py runs several per process."""
 
 from __future__ import annotations
 
 import logging
 import os
 import random
-import signal
 import socket
 import threading
 import time
@@ -14,20 +14,16 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from types import FrameType
 from typing import Any
 
-import requests
-from prometheus_client import start_http_server
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.handlers.deliveries import Clock, outbound_session, utc_now
+from service.handlers.deliveries import Clock, utc_now
 from service.handlers.event import AnyHandlerEvent, Handler
 from service.handlers.loading import JobHistories, handler_event, job_histories
-from service.handlers.registry import handler_names, handler_plan, load_handlers
 from service.outbox.backoff import RetryPolicy
 from service.outbox.claims import Lanes, any_due, claim_due
 from service.outbox.enqueue import RunOwner, queue_runs
@@ -50,30 +46,17 @@ from service.outbox.records import (
     renew_leases,
 )
 from service.outbox.relevance import Relevance, relevance
-from service.outbox.wakeups import HANDLER_RUNS_CHANNEL, WakeUps
-from service.platform.db import make_engine, make_session_factory, transaction
+from service.platform.db import transaction
 from service.platform.logs import log
 from service.platform.metrics import CIRCUIT_TRANSITIONS, HANDLER_LAG, HANDLER_RUNS_FINISHED
-from service.platform.notify import listener_for
 
 logger = logging.getLogger("jobhooks.worker")
 
-# After a database error the loop waits this long, doubling up to the cap, before trying again.
-DATABASE_RETRY_SECONDS = 1.0
-DATABASE_RETRY_CAP_SECONDS = 30.0
 ALERT_HANDLER = "alert"
 DEFAULT_MAX_AGE = Settings().handler_max_age_seconds
 # Runs one claim loop takes at a time. Under a burst, one claim and one transaction serve eight
 # runs instead of one each; when idle a claim finds one or two, so nothing waits behind a batch.
 CLAIM_BATCH = 8
-
-
-def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        settings.handler_retry_base_seconds,
-        settings.handler_max_attempts,
-        horizon_seconds=settings.handler_retry_horizon_seconds,
-    )
 
 
 def new_worker_id() -> str:
@@ -412,116 +395,3 @@ def _fields(run: HandlerRun) -> dict[str, Any]:
         "attempt": run.attempts,
         "idempotency_key": run.idempotency_key,
     }
-
-
-def serve(worker: Worker, stop: threading.Event, wakeups: WakeUps, poll: float) -> None:
-    """Run due work until `stop`; when idle, wait for a wake-up or the poll interval."""
-    backoff = DATABASE_RETRY_SECONDS
-    while not stop.is_set():
-        try:
-            claimed = worker.run_once(stop)
-        except SQLAlchemyError as error:
-            # The database is away: nothing is lost (runs are rows), so wait and try again.
-            log(
-                logger,
-                "database unavailable",
-                logging.ERROR,
-                error=type(error).__name__,
-                retry_in_seconds=backoff,
-            )
-            stop.wait(backoff)
-            backoff = min(backoff * 2, DATABASE_RETRY_CAP_SECONDS)
-            continue
-        backoff = DATABASE_RETRY_SECONDS
-        if claimed >= worker.claim_batch:
-            wakeups.nudge()  # a full batch: there may be more, for an idle loop to take
-        elif not claimed:
-            wakeups.wait(poll)
-
-
-def run_worker(settings: Settings) -> None:
-    # Refuse to start on a plan naming an unknown handler, exactly as the web process does.
-    handler_plan(settings)
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log(logger, "worker stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    concurrency = settings.worker_concurrency
-    engine = make_engine(settings.database_url, pool_size=concurrency + 1, relaxed_commits=True)
-    sessions = make_session_factory(engine)
-    if settings.worker_metrics_port:
-        # Workers may run on machines without a web process: each serves its own lag and attempts.
-        start_http_server(settings.worker_metrics_port)
-    # Handlers spend their time waiting on HTTP, so one process runs several claim loops in
-    # threads; each is a worker of its own (id, lease, HTTP session), and SKIP LOCKED claims
-    # keep them from ever taking the same run.
-    lanes = LaneBook(
-        sorted(handler_names()), loops=concurrency, shares=dict(settings.handler_loops)
-    )
-    loops = [_claim_loop(settings, sessions, lanes) for _ in range(concurrency)]
-    wakeups = WakeUps(listener_for(settings.database_url, HANDLER_RUNS_CHANNEL), stop, concurrency)
-    log(
-        logger,
-        "worker started",
-        worker_ids=[loop.worker.worker_id for loop in loops],
-        handlers=sorted(loops[0].worker.handlers),
-        database=engine.dialect.name,
-        wake_up="listen" if wakeups.listening else "poll",
-        poll_seconds=settings.worker_poll_seconds,
-        concurrency=concurrency,
-        metrics_port=settings.worker_metrics_port,
-    )
-    threads = [
-        threading.Thread(
-            target=serve,
-            args=(loop.worker, stop, wakeups, settings.worker_poll_seconds),
-            name=f"claim-loop-{index}",
-        )
-        for index, loop in enumerate(loops)
-    ]
-    try:
-        wakeups.start()
-        for thread in threads:
-            thread.start()
-        # The main thread only waits, so SIGTERM is handled at once; each loop finishes its run.
-        while any(thread.is_alive() for thread in threads):
-            for thread in threads:
-                thread.join(timeout=0.5)
-    finally:
-        stop.set()
-        wakeups.close()
-        for loop in loops:
-            loop.close()
-        engine.dispose()
-    log(logger, "worker stopped", worker_ids=[loop.worker.worker_id for loop in loops])
-
-
-@dataclass
-class _ClaimLoop:
-    worker: Worker
-    http: requests.Session
-
-    def close(self) -> None:
-        self.http.close()
-
-
-def _claim_loop(settings: Settings, sessions: sessionmaker[Session], lanes: LaneBook) -> _ClaimLoop:
-    http = outbound_session()
-    worker = Worker(
-        sessions=sessions,
-        handlers=load_handlers(settings, http),
-        policy=retry_policy(settings),
-        lease_seconds=settings.handler_lease_seconds,
-        claim_batch=CLAIM_BATCH,
-        lanes=lanes,
-        circuit=CircuitPolicy(
-            settings.handler_circuit_failures, settings.handler_circuit_cooldown_seconds
-        ),
-        relevance=relevance(settings.handler_max_age_seconds),
-        rate_limits=dict(settings.handler_rate_limits),
-    )
-    return _ClaimLoop(worker, http)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +25,6 @@ from service.errors import (
     PayloadTooLarge,
     RejectedBody,
     Unauthorized,
-    UnreadableBody,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -45,22 +44,13 @@ from service.platform.logs import log
 from service.platform.metrics import record_webhook
 from service.platform.models import GUID_LENGTH
 from service.platform.outcomes import IngestResult
-from service.webhooks.auth import (
-    BASIC_CHALLENGE,
-    SIGNATURE_HEADERS,
-    basic_auth_matches,
-    has_signature_headers,
-    signature_matches,
-)
 from service.webhooks.kinds import ANY_KIND_ENDPOINT, WebhookKind, webhook_kind
-from service.webhooks.oauth import signing_key, token_is_valid
 from service.webhooks.payload import (
-    body_deadline,
     is_json_content_type,
     parse_json,
-    read_limited,
 )
 from service.webhooks.quarantine import Rejection, quarantine
+from service.webhooks.reading import read_authenticated_body
 
 bp = Blueprint("webhooks", __name__)
 logger = logging.getLogger("jobhooks.webhooks")
@@ -306,7 +296,7 @@ def _receive(endpoint: str, accept: Accept) -> Response:
     state = current_state()
     received_at = datetime.now(UTC)
     try:
-        body, too_large, signed_at = _read_authenticated_body(state.settings)
+        body, too_large, signed_at = read_authenticated_body(state.settings)
     except Unauthorized:
         record_webhook(endpoint, "unauthorized")
         raise
@@ -325,70 +315,6 @@ def _receive(endpoint: str, accept: Accept) -> Response:
     # Counted only after the commit: a rolled-back delivery was not accepted.
     record_webhook(endpoint, result.outcome.value)
     return Response(status=204)
-
-
-def _read_authenticated_body(settings: Settings) -> tuple[bytes, bool, datetime | None]:
-    """Authenticate before parsing anything; a signature needs the body, the others do not.
-
-    Also returns the signing time when a signature was verified (connection statuses use it).
-    Every body must arrive within BODY_TIMEOUT_SECONDS, so a slow sender cannot hold a thread.
-    """
-    limit = settings.max_body_bytes
-    signed_headers = {name: request.headers.get(name, "") for name in SIGNATURE_HEADERS}
-    signed = bool(settings.signing_secrets) and has_signature_headers(signed_headers)
-    if _header_credentials_pass(request.headers.get("Authorization"), settings):
-        body, too_large = _read_body(settings)
-        verified = (
-            signed
-            and not too_large
-            and signature_matches(body, signed_headers, settings.signing_secrets)
-        )
-        return body, too_large, _signature_time(signed_headers) if verified else None
-    if signed:
-        if (request.content_length or 0) > limit:
-            # Too big to verify: refused before a byte of it is read, and never quarantined.
-            raise PayloadTooLarge(limit)
-        try:
-            body, too_large = _read_body(settings)
-        except UnreadableBody:
-            # A signature claimed and never completed is a failed authentication: it counts
-            # toward the address's limit like a wrong password.
-            raise Unauthorized("the signed body did not arrive in full", None) from None
-        if too_large:
-            raise PayloadTooLarge(limit)
-        if signature_matches(body, signed_headers, settings.signing_secrets):
-            return body, too_large, _signature_time(signed_headers)
-    challenge = BASIC_CHALLENGE if settings.basic_auth else None
-    raise Unauthorized("valid webhook credentials are required", challenge)
-
-
-def _read_body(settings: Settings) -> tuple[bytes, bool]:
-    with body_deadline(request.environ, settings.body_timeout_seconds) as deadline:
-        return read_limited(
-            request.stream, settings.max_body_bytes, request.content_length, deadline
-        )
-
-
-def _signature_time(signed_headers: Mapping[str, str]) -> datetime | None:
-    """webhook-timestamp (Unix seconds); the verifier already checked it is recent."""
-    try:
-        return datetime.fromtimestamp(int(signed_headers["webhook-timestamp"]), UTC)
-    except (KeyError, ValueError, OverflowError, OSError):
-        return None
-
-
-def _header_credentials_pass(authorization: str | None, settings: Settings) -> bool:
-    """HTTP Basic, a bearer token from our OAuth token endpoint, or an explicitly open dev setup."""
-    if basic_auth_matches(authorization, settings.basic_auth):
-        return True
-    if settings.oauth_clients and token_is_valid(
-        authorization,
-        settings.oauth_clients,
-        signing_key(settings.secret_key_setting, settings.oauth_clients),
-        settings.oauth_token_ttl_seconds,
-    ):
-        return True
-    return settings.allow_unauthenticated and not settings.has_ingest_credentials
 
 
 def _checked_document(
