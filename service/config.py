@@ -63,10 +63,12 @@ class Settings:
     handler_retry_horizon_seconds: float = 24 * 3600.0
     # Unset: bounded by the horizon only. Set: also dead after this many attempts.
     handler_max_attempts: int | None = None
-    # Consecutive failures of one handler that open its circuit, and the first cool-down (it
-    # doubles while the circuit keeps failing, up to an hour).
+    # Consecutive failures of one handler that open its circuit, and the first cool-down; it
+    # doubles while the circuit keeps failing, up to the maximum, so a receiver that comes back
+    # is found again within that many seconds, at the cost of one probe request each time.
     handler_circuit_failures: int = 5
-    handler_circuit_cooldown_seconds: float = 30.0
+    handler_circuit_cooldown_seconds: float = 2.0
+    handler_circuit_max_cooldown_seconds: float = 15.0
     # Per handler: claim loops of one worker process it may hold (default: half of them, at
     # least one), deliveries per second across all workers, and the age past which a run is moot.
     handler_loops: tuple[tuple[str, int], ...] = ()
@@ -149,6 +151,11 @@ class Settings:
             ),
             handler_circuit_cooldown_seconds=_positive_float(
                 "HANDLER_CIRCUIT_COOLDOWN_SECONDS", env, default.handler_circuit_cooldown_seconds
+            ),
+            handler_circuit_max_cooldown_seconds=_positive_float(
+                "HANDLER_CIRCUIT_MAX_COOLDOWN_SECONDS",
+                env,
+                default.handler_circuit_max_cooldown_seconds,
             ),
             handler_loops=_handler_values("HANDLER_LOOPS", env, _whole_number, ()),
             handler_rate_limits=_handler_values("HANDLER_RATE_LIMITS", env, _rate, ()),

@@ -357,9 +357,7 @@ def make_worker(
             lease_seconds=configured.handler_lease_seconds,
             clock=clock,
             jitter=jitter,
-            circuit=CircuitPolicy(
-                configured.handler_circuit_failures, configured.handler_circuit_cooldown_seconds
-            ),
+            circuit=CircuitPolicy.from_settings(configured),
             relevance=relevance(configured.handler_max_age_seconds),
             rate_limits=dict(configured.handler_rate_limits),
         )

@@ -2,8 +2,9 @@
 its circuit breaker, and its rate-limit slot.
 
 A circuit opens after `threshold` failures in a row: no attempts until its cool-down passes, then
-one probe; success closes it, failure reopens it for twice as long (up to an hour). While it is
-open, runs wait in the queue and spend no attempts.
+one probe; success closes it, failure reopens it for twice as long (up to a maximum). While it is
+open, runs wait in the queue and spend no attempts; when it closes, the runs that were waiting
+for the receiver become due at once.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from sqlalchemy.orm import Session
 from service.outbox.models import CircuitState, HandlerRun, HandlerState, RunState
 from service.platform.db import insert_for
 
-# Caps the cool-down of a circuit that keeps failing, like the retry delay.
-MAX_COOLDOWN_SECONDS = 3600.0
 MAX_ERROR_LENGTH = 2000
 
 
@@ -127,6 +126,7 @@ def record_failure(
     error: str,
     threshold: int,
     cooldown_seconds: float,
+    max_cooldown_seconds: float,
 ) -> CircuitOpened | None:
     """Count a failed attempt; open the circuit when this failure is one too many (or the
     probe failed). Returns the opening, for the caller to log and alert once."""
@@ -142,7 +142,7 @@ def record_failure(
     too_many = state.circuit == CircuitState.CLOSED and state.consecutive_failures >= threshold
     if not (probe_failed or too_many):
         return None
-    cooldown = min(MAX_COOLDOWN_SECONDS, cooldown_seconds * 2.0 ** min(state.openings, 32))
+    cooldown = min(max_cooldown_seconds, cooldown_seconds * 2.0 ** min(state.openings, 32))
     state.circuit = CircuitState.OPEN
     state.open_until = now + timedelta(seconds=cooldown)
     state.probe_started_at = None
@@ -176,6 +176,18 @@ def record_successes(session: Session, handlers: Iterable[str], now: datetime) -
         .where(HandlerState.handler.in_(names), HandlerState.consecutive_failures > 0)
         .values(consecutive_failures=0, updated_at=now)
     )
+    if closed:
+        # Their retries were spaced out for a receiver that was down; it is back.
+        session.execute(
+            update(HandlerRun)
+            .where(
+                HandlerRun.handler.in_(list(closed)),
+                HandlerRun.state == RunState.PENDING,
+                HandlerRun.due_at > now,
+            )
+            .values(due_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
     return list(closed)
 
 

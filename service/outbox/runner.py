@@ -145,9 +145,7 @@ def _claim_loop(settings: Settings, sessions: sessionmaker[Session], lanes: Lane
         lease_seconds=settings.handler_lease_seconds,
         claim_batch=CLAIM_BATCH,
         lanes=lanes,
-        circuit=CircuitPolicy(
-            settings.handler_circuit_failures, settings.handler_circuit_cooldown_seconds
-        ),
+        circuit=CircuitPolicy.from_settings(settings),
         relevance=relevance(settings.handler_max_age_seconds),
         rate_limits=dict(settings.handler_rate_limits),
     )

@@ -66,10 +66,19 @@ def new_worker_id() -> str:
 
 @dataclass(frozen=True)
 class CircuitPolicy:
-    """Failures in a row that open a handler's circuit, and its first cool-down."""
+    """Failures in a row that open a handler's circuit, its first and its longest cool-down."""
 
-    failures: int = 5
-    cooldown_seconds: float = 30.0
+    failures: int
+    cooldown_seconds: float
+    max_cooldown_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CircuitPolicy:
+        return cls(
+            settings.handler_circuit_failures,
+            settings.handler_circuit_cooldown_seconds,
+            settings.handler_circuit_max_cooldown_seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,7 @@ class Worker:
     claim_batch: int = 1
     # Shared by the claim loops of one process; by default this loop is the only one.
     lanes: LaneBook | None = None
-    circuit: CircuitPolicy = field(default_factory=CircuitPolicy)
+    circuit: CircuitPolicy = field(default_factory=lambda: CircuitPolicy.from_settings(Settings()))
     relevance: Relevance = field(default_factory=lambda: relevance(DEFAULT_MAX_AGE))
     # Deliveries per second per handler, across all workers.
     rate_limits: Mapping[str, float] = field(default_factory=dict)
@@ -289,6 +298,7 @@ class Worker:
                 error,
                 self.circuit.failures,
                 self.circuit.cooldown_seconds,
+                self.circuit.max_cooldown_seconds,
             )
             if opened is not None and opened.fresh:
                 _alert_operators(session, opened)

@@ -96,7 +96,8 @@ def test_the_circuit_opens_after_consecutive_failures_and_waiting_runs_spend_no_
         alert_url=alerts.url,
         handler_circuit_failures=3,
         handler_circuit_cooldown_seconds=10,
-        handler_retry_base_seconds=0.001,
+        # Retries far apart: only the circuit closing makes the failed runs due again soon.
+        handler_retry_base_seconds=1000,
     )
     sink.status = 503
     for index in range(6):
@@ -119,7 +120,7 @@ def test_the_circuit_opens_after_consecutive_failures_and_waiting_runs_spend_no_
 
     sink.status = 200
     clock.advance(5)  # cool-down over: one probe, which succeeds and closes the circuit
-    drain(worker)
+    drain(worker)  # and the runs that waited for the receiver are due again at once
 
     [state] = rows(engine, HandlerState, handler="mfa_prompt")
     assert (state.circuit, state.consecutive_failures) == (CircuitState.CLOSED, 0)
@@ -139,6 +140,7 @@ def test_a_failed_probe_reopens_the_circuit_for_twice_as_long(
         notify_signing_secret=NOTIFY_SECRET,
         handler_circuit_failures=1,
         handler_circuit_cooldown_seconds=10,
+        handler_circuit_max_cooldown_seconds=100,
         handler_retry_base_seconds=0.001,
     )
     sink.status = 503
