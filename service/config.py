@@ -67,8 +67,8 @@ class Settings:
     # doubles while the circuit keeps failing, up to the maximum, so a receiver that comes back
     # is found again within that many seconds, at the cost of one probe request each time.
     handler_circuit_failures: int = 5
-    handler_circuit_cooldown_seconds: float = 2.0
-    handler_circuit_max_cooldown_seconds: float = 15.0
+    handler_circuit_cooldown_seconds: float = 1.0
+    handler_circuit_max_cooldown_seconds: float = 8.0
     # Per handler: claim loops of one worker process it may hold (default: half of them, at
     # least one), deliveries per second across all workers, and the age past which a run is moot.
     handler_loops: tuple[tuple[str, int], ...] = ()
