@@ -39,7 +39,10 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("      failed-auth limiter check", ("refuse_blocked_address",)),
     ("      request metrics (prometheus files)", ("observe (service/platform/metrics.py",)),
     ("    view: receive_job", ("receive_job (service/webhooks/views.py",)),
-    ("      Basic auth check", ("_read_authenticated_body",)),
+    (
+        "      authentication and body read",
+        ("read_authenticated_body (service/webhooks/reading.py",),
+    ),
     ("      JSON parse", ("parse_json (service/webhooks/payload.py",)),
     ("      pydantic validation", ("validate_job",)),
     (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -27,20 +28,55 @@ def body_deadline(environ: Mapping[str, Any], seconds: float) -> Iterator[float]
     """
     deadline = time.monotonic() + seconds
     sock = environ.get("gunicorn.socket")
-    timer = threading.Timer(seconds, _stop_reading, args=(sock,)) if sock is not None else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
+    if sock is None:
+        yield deadline
+        return
+    ticket = _WATCHDOG.watch(sock, deadline)
     try:
         yield deadline
     finally:
-        if timer is not None:
-            timer.cancel()
+        _WATCHDOG.forget(ticket)
 
 
-def _stop_reading(sock: Any) -> None:
-    with suppress(OSError):  # already closed: nothing left to stop
-        sock.shutdown(socket.SHUT_RD)
+class _BodyWatchdog:
+    """One thread per process shuts the reading side of sockets whose body is overdue: arming a
+    timer per request would start a thread per request."""
+
+    TICK_SECONDS = 0.25
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: dict[int, tuple[float, Any]] = {}
+        self._tickets = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: Any, deadline: float) -> int:
+        ticket = next(self._tickets)
+        with self._lock:
+            self._watched[ticket] = (deadline, sock)
+            if self._thread is None or not self._thread.is_alive():
+                # Started in the process that serves (gunicorn forks after importing the app).
+                self._thread = threading.Thread(target=self._run, name="body-watchdog", daemon=True)
+                self._thread.start()
+        return ticket
+
+    def forget(self, ticket: int) -> None:
+        with self._lock:
+            self._watched.pop(ticket, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.TICK_SECONDS)
+            now = time.monotonic()
+            with self._lock:
+                overdue = [t for t, (deadline, _) in self._watched.items() if deadline <= now]
+                sockets = [self._watched.pop(ticket)[1] for ticket in overdue]
+            for sock in sockets:
+                with suppress(OSError):  # already closed: nothing left to stop
+                    sock.shutdown(socket.SHUT_RD)
+
+
+_WATCHDOG = _BodyWatchdog()
 
 
 def read_limited(

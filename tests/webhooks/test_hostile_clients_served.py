@@ -22,8 +22,9 @@ pytestmark = pytest.mark.serving
 
 BODY_TIMEOUT_SECONDS = 2
 SLOW_SENDERS = 20
-# Each slow sender gives up after this long at most, answered or not.
-TRICKLE_LIMIT_SECONDS = 10.0
+# Each slow sender gives up after this long at most, answered or not: without a body deadline a
+# valid delivery queued behind them would wait about this long.
+TRICKLE_LIMIT_SECONDS = 20.0
 
 
 @pytest.fixture
@@ -105,7 +106,8 @@ def test_trickling_signed_bodies_hold_no_thread_for_long_and_count_as_failures(
     print(f"valid delivery answered after {waited:.2f} s behind {SLOW_SENDERS} slow senders")
     assert delivered.status_code == 204
     assert health.status_code == 200
-    assert waited < BODY_TIMEOUT_SECONDS * 3
+    # More slow senders than threads: two waves of them at most, each cut off at the deadline.
+    assert waited < BODY_TIMEOUT_SECONDS * 4
     assert len(answers) == SLOW_SENDERS
     assert all(answer.startswith(b"HTTP/1.1 401") for answer in answers), answers[:2]
     with served.engine.connect() as connection:
