@@ -65,6 +65,31 @@ class ApiDoc:
     description: str = ""
 
 
+STORED = "stored; MX must not resend"
+STORED_OR_REPEAT = "stored (or a repeat of a stored delivery); MX must not resend"
+
+
+def webhook_doc(
+    summary: str,
+    bodies: tuple[Body, ...],
+    examples: dict[str, Any],
+    description: str,
+    ok_description: str = STORED,
+) -> ApiDoc:
+    """What every MX webhook endpoint shares: MX's credentials, 204, the same refusals."""
+    return ApiDoc(
+        summary,
+        "webhooks",
+        WEBHOOK_AUTH,
+        ok_status="204",
+        ok_description=ok_description,
+        bodies=bodies,
+        body_examples=examples,
+        errors=WEBHOOK_ERRORS,
+        description=description,
+    )
+
+
 def documented(doc: ApiDoc) -> Callable[[View], View]:
     def attach(view: View) -> View:
         setattr(view, ATTRIBUTE, doc)

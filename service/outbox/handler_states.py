@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -255,16 +255,9 @@ def handler_statuses(
                 consecutive_failures=state.consecutive_failures if state else 0,
                 open_until=state.open_until if state else None,
                 due_runs=int(count),
-                oldest_due_at=_aware(oldest),
+                oldest_due_at=oldest,
                 last_error=state.last_error if state else None,
                 last_failure_at=state.last_failure_at if state else None,
             )
         )
     return statuses
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive UTC from an aggregate."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from service.api.documented import WEBHOOK_AUTH, WEBHOOK_ERRORS, ApiDoc, Body, documented
+from service.api.documented import STORED_OR_REPEAT, Body, documented, webhook_doc
 from service.api.examples import (
     EXAMPLE_CONNECTION_STATUS,
     EXAMPLE_DATA_UPDATE,
@@ -73,23 +73,19 @@ Accept = Callable[[Any, Arrival], IngestResult]
 
 @bp.post("/webhooks/mx/jobs")
 @documented(
-    ApiDoc(
+    webhook_doc(
         "Receive an MX aggregation-job callback",
-        "webhooks",
-        WEBHOOK_AUTH,
-        ok_status="204",
-        ok_description="stored (or a repeat of a stored delivery); MX must not resend",
         bodies=(Body(JobCallback, wrapped_as="job"),),
-        body_examples={
+        examples={
             "wrapped": {"summary": "as MX sends it", "value": {"job": EXAMPLE_JOB}},
             "bare": {"summary": "the job object alone", "value": EXAMPLE_JOB},
         },
-        errors=WEBHOOK_ERRORS,
         description=(
             "Answers 204 only after the event, the job's new current state and its handler "
             "runs are committed. Unknown fields are kept; an unknown status is stored. A "
             "rejected body (400/413/422) is quarantined for replay."
         ),
+        ok_description=STORED_OR_REPEAT,
     )
 )
 def receive_job() -> Response:
@@ -98,15 +94,10 @@ def receive_job() -> Response:
 
 @bp.post("/webhooks/mx/connection-status")
 @documented(
-    ApiDoc(
+    webhook_doc(
         "Receive an MX CONNECTION_STATUS callback",
-        "webhooks",
-        WEBHOOK_AUTH,
-        ok_status="204",
-        ok_description="stored; MX must not resend",
         bodies=(Body(ConnectionStatusCallback),),
-        body_examples={"challenged": {"value": EXAMPLE_CONNECTION_STATUS}},
-        errors=WEBHOOK_ERRORS,
+        examples={"challenged": {"value": EXAMPLE_CONNECTION_STATUS}},
         description=(
             "The id and name are stored as MX sent them; when they disagree with MX's "
             "numbering, the name decides the handlers and the disagreement is counted."
@@ -119,18 +110,13 @@ def receive_connection_status() -> Response:
 
 @bp.post("/webhooks/mx/members")
 @documented(
-    ApiDoc(
+    webhook_doc(
         "Receive an MX MEMBER webhook (member created, updated or deleted)",
-        "webhooks",
-        WEBHOOK_AUTH,
-        ok_status="204",
-        ok_description="stored; MX must not resend",
         bodies=(Body(MemberCallback, wrapped_as="member"),),
-        body_examples={
+        examples={
             "updated": {"summary": "as MX documents it", "value": EXAMPLE_MEMBER},
             "bare": {"summary": "the member object alone", "value": EXAMPLE_MEMBER["member"]},
         },
-        errors=WEBHOOK_ERRORS,
         description=(
             "Updates the member's connection state and history like CONNECTION_STATUS "
             "(same ordering, duplicate and handler rules) and names its institution. "
@@ -145,22 +131,18 @@ def receive_member() -> Response:
 
 @bp.post("/webhooks/mx/data-updates")
 @documented(
-    ApiDoc(
+    webhook_doc(
         "Receive an MX data-updated webhook (AGGREGATION, BALANCE, HISTORY, ...)",
-        "webhooks",
-        WEBHOOK_AUTH,
-        ok_status="204",
-        ok_description="stored (or a repeat of a stored delivery); MX must not resend",
         bodies=(Body(DataUpdateCallback),),
-        body_examples={
+        examples={
             "aggregation": {"value": EXAMPLE_DATA_UPDATE},
             "verification": {"value": EXAMPLE_VERIFICATION},
         },
-        errors=WEBHOOK_ERRORS,
         description=(
             "Stored once per (type, member, completed_at); queues data_ready, whose signed "
             "notification (type member.data_updated) says which data to fetch."
         ),
+        ok_description=STORED_OR_REPEAT,
     )
 )
 def receive_data_update() -> Response:
@@ -169,25 +151,20 @@ def receive_data_update() -> Response:
 
 @bp.post("/webhooks/mx")
 @documented(
-    ApiDoc(
+    webhook_doc(
         "Receive any of MX's webhooks at one URL",
-        "webhooks",
-        WEBHOOK_AUTH,
-        ok_status="204",
-        ok_description="stored; MX must not resend",
         bodies=(
             Body(JobCallback, wrapped_as="job"),
             Body(ConnectionStatusCallback),
             Body(MemberCallback, wrapped_as="member"),
             Body(DataUpdateCallback),
         ),
-        body_examples={
+        examples={
             "job": {"value": {"job": EXAMPLE_JOB}},
             "connection_status": {"value": EXAMPLE_CONNECTION_STATUS},
             "member": {"value": EXAMPLE_MEMBER},
             "data_update": {"value": EXAMPLE_DATA_UPDATE},
         },
-        errors=WEBHOOK_ERRORS,
         description=(
             "Routed by `type` (CONNECTION_STATUS, MEMBER), `action` (member_data_updated) "
             "and, failing those, by the fields only one kind has; then exactly as the "
