@@ -12,7 +12,7 @@ from service.cli.common import operator_session, progress, timestamp_option
 from service.config import Settings
 from service.handlers.registry import handler_plan
 from service.jobs.statuses import job_status_code
-from service.members.statuses import connection_handlers, connection_status_from_text
+from service.members.statuses import connection_handlers, known_connection_status
 from service.outbox.replay import replay as replay_events
 from service.outbox.replay import replay_member_events
 
@@ -46,7 +46,7 @@ def replay(since: str, until: str | None, statuses: tuple[str, ...], members: bo
     )
     with operator_session() as session, progress("replaying") as advance:
         if members:
-            names = [_parsed("--status", connection_status_from_text, s).name for s in statuses]
+            names = [_parsed("--status", known_connection_status, s).name for s in statuses]
             result = replay_member_events(
                 session, *window, names, connection_handlers, datetime.now(UTC), advance
             )

@@ -13,7 +13,7 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from service.jobs.statuses import JOB_STATUSES, job_status_code
-from service.members.statuses import CONNECTION_STATUSES, connection_status_from_text
+from service.members.statuses import CONNECTION_STATUSES, known_connection_status
 from service.members.webhook_schemas import DATA_UPDATED_ACTION
 from service.webhooks.kinds import CONNECTION_STATUS_TYPE, WebhookKind
 
@@ -115,7 +115,7 @@ def sample(kind: WebhookKind, status: str) -> tuple[dict[str, Any], str]:
     if kind is WebhookKind.DATA_UPDATES:
         update = sample_data_update(status)
         return update, str(update["member_guid"])
-    code = connection_status_from_text(status).code
+    code = known_connection_status(status).code
     if kind is WebhookKind.MEMBERS:
         member = sample_member(code)
         return member, str(member["member"]["guid"])

@@ -118,8 +118,8 @@ def connection_status(code: int | None, name: str | None) -> ConnectionStatus | 
     return CONNECTION_STATUSES.get(code) if code is not None else None
 
 
-def connection_status_from_text(text: str) -> ConnectionStatus:
-    """A connection status given by id ('3') or by name ('CHALLENGED', any case)."""
+def known_connection_status(text: str) -> ConnectionStatus:
+    """A status this table knows, given by id ('3') or by name ('CHALLENGED', any case)."""
     cleaned = text.strip()
     known = CONNECTION_STATUSES.get(int(cleaned)) if cleaned.isdigit() else _by_name(cleaned)
     if known is None:

@@ -147,10 +147,10 @@ class DataUpdateCallback(BaseModel):
     @property
     def counts(self) -> dict[str, int]:
         """Every `*_count` field MX sent, the ones it adds later included."""
-        fields = {**self.model_dump(exclude_none=True), **(self.model_extra or {})}
+        # The dump includes the fields MX added that this model does not name.
         return {
             name: value
-            for name, value in fields.items()
+            for name, value in self.model_dump(exclude_none=True).items()
             if name.endswith("_count") and isinstance(value, int) and not isinstance(value, bool)
         }
 
