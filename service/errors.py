@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
-from service.outbox.errors import RetryRefused
+from service.outbox.errors import RetryRefused, UnknownHandler
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,10 @@ class ValidationFailed(RejectedBody):
 
 
 # Domain errors the app answers over HTTP, each as one ApiError: registered once in create_app.
-DOMAIN_ERRORS: dict[type[Exception], Callable[[str], ApiError]] = {RetryRefused: Conflict}
+DOMAIN_ERRORS: dict[type[Exception], Callable[[str], ApiError]] = {
+    RetryRefused: Conflict,
+    UnknownHandler: NotFound,
+}
 
 
 # The JSON error shape, as the API documents it.

@@ -12,7 +12,6 @@ from service.api.access import require_bearer_token
 from service.api.documented import API_AUTH, ApiDoc, PathParam, documented
 from service.api.responses import json_response
 from service.context import current_state
-from service.errors import NotFound
 from service.handlers.registry import handler_names
 from service.outbox.handler_states import handler_statuses, set_paused
 from service.outbox.schemas import HandlerListOut, HandlerOut
@@ -78,11 +77,10 @@ def resume_handler(name: str) -> Response:
 
 
 def _set_paused(name: str, *, paused: bool) -> Response:
-    if name not in handler_names():
-        raise NotFound(f"no handler named {name[:100]!r}")
+    """An unknown name is UnknownHandler, answered 404 by the app's error handler."""
     now = datetime.now(UTC)
     with transaction(current_state().sessions) as session:
-        set_paused(session, name, paused, now)
+        set_paused(session, name, paused, now, handler_names())
         [status] = [s for s in handler_statuses(session, [name], now) if s.handler == name]
     log(logger, "handler paused" if paused else "handler resumed", handler=name)
     return json_response(HandlerOut.of(status), 202)

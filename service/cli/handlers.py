@@ -9,6 +9,7 @@ import click
 
 from service.cli.common import operator_session
 from service.handlers.registry import handler_names
+from service.outbox.errors import UnknownHandler
 from service.outbox.handler_states import HandlerStatus, handler_statuses, set_paused
 
 
@@ -41,12 +42,11 @@ def handlers_resume(name: str) -> None:
 
 
 def _set_paused(name: str, *, paused: bool) -> None:
-    known = handler_names()
-    if name not in known:
-        raise click.BadParameter(f"no handler named {name!r}; known: {', '.join(sorted(known))}")
-    now = datetime.now(UTC)
-    with operator_session() as session:
-        set_paused(session, name, paused, now)
+    try:
+        with operator_session() as session:
+            set_paused(session, name, paused, datetime.now(UTC), handler_names())
+    except UnknownHandler as error:
+        raise click.BadParameter(str(error)) from None
     click.echo(f"{name} {'paused' if paused else 'resumed'}")
 
 

@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class RetryRefused(Exception):
     """Only a dead run can be re-queued by hand; the message says what state it is in."""
+
+
+class UnknownHandler(LookupError):
+    """No handler of that name is registered (built-in or entry point)."""

@@ -9,13 +9,14 @@ for the receiver become due at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from service.outbox.errors import UnknownHandler
 from service.outbox.models import CircuitState, HandlerRun, HandlerState, RunState
 from service.platform.db import insert_for
 
@@ -206,7 +207,15 @@ def reserve_slots(session: Session, handler: str, wanted: int, rate: float, now:
     return taken
 
 
-def set_paused(session: Session, handler: str, paused: bool, now: datetime) -> None:
+def set_paused(
+    session: Session, handler: str, paused: bool, now: datetime, known: Collection[str]
+) -> None:
+    """UnknownHandler for a name not among the registered ones (`known`): a pause of nothing
+    would look like success."""
+    if handler not in known:
+        raise UnknownHandler(
+            f"no handler named {handler[:100]!r}; registered: {', '.join(sorted(known))}"
+        )
     ensure_states(session, [handler], now)
     session.execute(
         update(HandlerState)
