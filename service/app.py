@@ -14,7 +14,7 @@ from service.api import jobs as api
 from service.api import members as members_api
 from service.api.responses import json_response
 from service.config import Settings
-from service.console import status_page
+from service.console import views as console
 from service.context import EXTENSION_KEY, AppState
 from service.errors import DOMAIN_ERRORS, ApiError, BadRequest, ServiceUnavailable
 from service.handlers.registry import handler_plan
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         handlers.bp,
         health.bp,
         docs.bp,
-        status_page.bp,
+        console.bp,
     ):
         app.register_blueprint(blueprint)
     _register_request_id(app)

@@ -46,6 +46,11 @@ class BadRequest(ApiError):
         super().__init__(400, "bad_request", message, details or [])
 
 
+class Forbidden(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(403, "forbidden", message)
+
+
 class NotFound(ApiError):
     def __init__(self, message: str) -> None:
         super().__init__(404, "not_found", message)

@@ -74,7 +74,7 @@ def get_job(guid: str) -> Response:
     )
 )
 def get_jobs() -> Response:
-    return json_response(_jobs_page(parse_query(JobsQuery, request.args)))
+    return json_response(jobs_page(parse_query(JobsQuery, request.args)))
 
 
 @bp.get("/members/<member_guid>/jobs")
@@ -93,7 +93,7 @@ def get_jobs() -> Response:
 def get_member_jobs(member_guid: str) -> Response:
     # The path names the member; a member_guid in the query string cannot widen or change it.
     query = parse_query(JobsQuery, request.args, {"member_guid": member_guid})
-    return json_response(_jobs_page(query))
+    return json_response(jobs_page(query))
 
 
 @bp.get("/stats")
@@ -165,7 +165,7 @@ def get_rejected_delivery(rejected_id: int) -> Response:
     return json_response(found)
 
 
-def _jobs_page(query: JobsQuery) -> JobListOut:
+def jobs_page(query: JobsQuery) -> JobListOut:
     filters = JobFilters.model_validate(query.model_dump(include=set(JobFilters.model_fields)))
     scope = cursor_scope(JOBS_LISTING, filters.model_dump(mode="json"))
     after = position_from(query.cursor, scope)

@@ -30,6 +30,7 @@ Refs = Mapping[tuple[Any, JsonSchemaMode], Any]
 ERROR_RESPONSES: dict[str, str] = {
     "400": "malformed: a bad query parameter or cursor, or a body that is not JSON",
     "401": "credentials are missing or wrong",
+    "403": "the form's CSRF token is missing or wrong (console actions)",
     "404": "nothing has this identifier",
     "409": "the resource is not in a state that allows this",
     "413": "the body is larger than MAX_BODY_BYTES",
@@ -94,6 +95,7 @@ def _build(app: Flask) -> dict[str, Any]:
             {"name": "handler runs", "description": "the actions statuses trigger"},
             {"name": "quarantine", "description": "bodies that could not be accepted"},
             {"name": "operations", "description": "probes, metrics and this documentation"},
+            {"name": "console", "description": "the operator console's pages and actions (HTML)"},
         ],
         "paths": paths,
         "components": {

@@ -242,3 +242,34 @@ def summarize_counts(
 
 
 # Quarantined bodies, newest first.
+
+
+# Prefix search for the console's one box: an index range starting at the prefix, bounded by a
+# limit, so a prefix that matches nothing reads a handful of index entries, never the table.
+
+
+def job_guids_with_prefix(session: Session, prefix: str, limit: int) -> list[str]:
+    rows = session.scalars(
+        select(Job.guid).where(Job.guid >= prefix).order_by(Job.guid).limit(limit)
+    )
+    return list(_matching(rows, prefix))
+
+
+def user_guids_with_prefix(session: Session, prefix: str, limit: int) -> list[str]:
+    """Users are known through their jobs; DISTINCT over the index stops after `limit` users."""
+    rows = session.scalars(
+        select(Job.user_guid)
+        .where(Job.user_guid >= prefix)
+        .distinct()
+        .order_by(Job.user_guid)
+        .limit(limit)
+    )
+    return list(_matching((row for row in rows if row is not None), prefix))
+
+
+def _matching(guids: Iterable[str], prefix: str) -> Iterable[str]:
+    """Rows come in index order; the first one past the prefix ends the matches."""
+    for guid in guids:
+        if not guid.startswith(prefix):
+            return
+        yield guid

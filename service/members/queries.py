@@ -130,3 +130,11 @@ def _member_conditions(filters: MemberFilters) -> list[ColumnElement[bool]]:
     if filters.connection_status:
         conditions.append(Member.connection_status_id.in_(filters.connection_status))
     return conditions
+
+
+def member_guids_with_prefix(session: Session, prefix: str, limit: int) -> list[str]:
+    """An index range from the prefix, bounded by `limit` (see jobs.queries for why)."""
+    rows = session.scalars(
+        select(Member.guid).where(Member.guid >= prefix).order_by(Member.guid).limit(limit)
+    )
+    return [guid for guid in rows if guid.startswith(prefix)]

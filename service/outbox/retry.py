@@ -77,3 +77,14 @@ def list_runs(
     if member_guid is not None:
         statement = statement.where(HandlerRun.member_guid == member_guid)
     return list(session.scalars(statement))
+
+
+def retry_dead_of_handler(session: Session, now: datetime, handler: str | None) -> int:
+    """Re-queue every dead run of one handler (of all handlers when None); how many."""
+    if handler is None:
+        return retry_all_dead(session, now)
+    statement = requeue(now).where(HandlerRun.state == RunState.DEAD, HandlerRun.handler == handler)
+    count = int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    if count:
+        notify(session, HANDLER_RUNS_CHANNEL)
+    return count
