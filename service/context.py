@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
 from service.jobs.commits import JobCommits
-from service.jobs.ingest import HandlersFor
+from service.jobs.deliveries import HandlersFor
 from service.members.cross_source import DEFAULT_RULES, CrossSourceRules
 from service.members.ingest import ConnectionHandlersFor
 from service.members.statuses import connection_handlers

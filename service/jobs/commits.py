@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.jobs.ingest import HandlersFor, JobDelivery, ingest_jobs
+from service.jobs.deliveries import HandlersFor, JobDelivery
+from service.jobs.ingest import ingest_jobs
 from service.members.cross_source import CrossSourceRules
 from service.platform.db import run_in_transaction
 from service.platform.group_commit import CommitBatch, GroupCommit

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_
 from sqlalchemy.orm import Session
 
+from service.jobs.deliveries import HandlersFor, JobDelivery, dedup_key
 from service.jobs.models import Job, JobEvent
-from service.jobs.schemas import JobCallback
+from service.jobs.round_statement import fits_one_statement, ingest_round_in_one_statement
 from service.jobs.statuses import status_name
 from service.members.cross_source import (
     CHALLENGE_ENDING_JOB_STATUSES,
@@ -27,24 +26,8 @@ from service.members.cross_source import (
 )
 from service.outbox.enqueue import OwedRuns, RunOwner, queue_many
 from service.platform.bulk import BulkWrite, insert_new
-from service.platform.db import insert_for_dialect
+from service.platform.db import insert_for_dialect, is_postgresql
 from service.platform.outcomes import IngestResult, Outcome
-
-HandlersFor = Callable[[int], Sequence[str]]
-
-
-@dataclass(frozen=True)
-class JobDelivery:
-    job: JobCallback
-    raw: dict[str, Any]
-    received_at: datetime
-    delivery_id: str | None = None
-
-
-def dedup_key(job: JobCallback) -> str:
-    """MX retries resend the same body: (guid, status, updated_at) names one status change."""
-    updated = job.updated_at.isoformat() if job.updated_at else ""
-    return hashlib.sha256(f"{job.guid}\x1f{job.status}\x1f{updated}".encode()).hexdigest()
 
 
 def ingest_job(
@@ -65,20 +48,29 @@ def ingest_jobs(
     deliveries: Sequence[JobDelivery],
     handlers_for: HandlersFor,
     rules: CrossSourceRules = DEFAULT_RULES,
+    one_statement: bool = True,
 ) -> list[IngestResult]:
     """ingest_job for many deliveries at once, with the outcomes of a one-by-one loop.
 
-    A few set-at-a-time statements serve the whole batch. Each round holds at most one delivery
-    per job, so a job's later delivery sees the rows its earlier one wrote, as it would alone.
-    The loop it matches takes the rounds in turn, each in arrival order: every job's deliveries
-    keep their order, and the deliveries of a batch arrived together, so any order among
-    different jobs is one in which they could have arrived.
+    A few set-at-a-time statements serve the whole batch; on PostgreSQL, one statement per round
+    (service/jobs/round_statement.py; `one_statement=False` takes the steps below instead, for
+    comparison). Each round holds at most one delivery per job, so a job's later delivery sees
+    the rows its earlier one wrote, as it would alone. The loop it matches takes the rounds in
+    turn, each in arrival order: every job's deliveries keep their order, and the deliveries of
+    a batch arrived together, so any order among different jobs is one in which they could
+    have arrived.
     """
     results: list[IngestResult] = [IngestResult(Outcome.DUPLICATE)] * len(deliveries)
+    in_one_statement = one_statement and is_postgresql(session)
     for positions in _rounds(deliveries):
-        round_results = _ingest_round(
-            session, [deliveries[i] for i in positions], handlers_for, rules
-        )
+        batch = [deliveries[i] for i in positions]
+        wired = [handlers_for(delivery.job.status) for delivery in batch]
+        if in_one_statement and fits_one_statement(batch, wired):
+            round_results = ingest_round_in_one_statement(
+                session, batch, wired, [dedup_key(d.job) for d in batch], rules.prompt_window
+            )
+        else:
+            round_results = _ingest_round(session, batch, handlers_for, rules)
         for position, result in zip(positions, round_results, strict=True):
             results[position] = result
     return results

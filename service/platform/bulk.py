@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+import psycopg
 from sqlalchemy import bindparam
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
 from service.platform.db import insert_for_dialect
+
+
+@contextmanager
+def driver_cursor(session: Session, sql: str, cursor: Any = None) -> Iterator[Any]:
+    """A DB-API cursor on the session's connection (or `cursor`, made on it), in its
+    transaction, for running `sql`.
+
+    A driver error leaves as the error SQLAlchemy's own execute would raise for it (a lost
+    connection invalidated, so run_in_transaction retries), and callers handle both alike.
+    """
+    connection = session.connection()
+    dialect = connection.dialect
+    if cursor is None:
+        cursor = connection.connection.cursor()
+    try:
+        yield cursor
+    except dialect.loaded_dbapi.Error as error:
+        lost = dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
+        if lost:
+            connection.invalidate(error)
+        translated: StatementError = DBAPIError.instance(
+            sql,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=dialect,
+        )
+        raise translated from error
+    finally:
+        cursor.close()
 
 
 class BulkStatement:
@@ -47,14 +81,8 @@ class BulkStatement:
         if not rows:
             return []
         params = [self._parameters(row) for row in rows]
-        connection = session.connection()
-        cursor = connection.connection.cursor()
-        try:
+        with driver_cursor(session, self._sql) as cursor:
             return self._run(cursor, params)
-        except self._dialect.loaded_dbapi.Error as error:
-            raise self._translated(error, connection, cursor) from error
-        finally:
-            cursor.close()
 
     def _run(self, cursor: Any, params: list[Any]) -> list[list[tuple[Any, ...]]]:
         if not self._returns_rows:
@@ -67,21 +95,6 @@ class BulkStatement:
                 returned.append(cursor.fetchall())
             return returned
         return [cursor.execute(self._sql, one).fetchall() for one in params]
-
-    def _translated(self, error: Any, connection: Connection, cursor: Any) -> StatementError:
-        """The error SQLAlchemy's own execute would raise, so callers handle both alike."""
-        lost = self._dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
-        if lost:
-            connection.invalidate(error)
-        translated: StatementError = DBAPIError.instance(
-            self._sql,
-            None,
-            error,
-            self._dialect.loaded_dbapi.Error,
-            connection_invalidated=lost,
-            dialect=self._dialect,
-        )
-        return translated
 
     def _parameters(self, row: dict[str, Any]) -> Any:
         values = {**self._defaults, **row}
@@ -117,3 +130,34 @@ def insert_new(table: Any, columns: Sequence[str]) -> BulkWrite:
             .returning(table.c.id)
         )
     )
+
+
+class NumberedStatement:
+    """A long, fixed PostgreSQL statement run with its parameters numbered once, not per call.
+
+    Written with named placeholders (`%(name)s`) for the reader, it is turned into PostgreSQL's
+    own `$1, $2, ...` here, once, and run through psycopg's raw cursor: psycopg caches its own
+    placeholder conversion only for statements under 4 KB, and re-parsing a longer one on every
+    call costs more than the driver's whole remaining work for a small batch.
+    """
+
+    _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+    def __init__(self, sql: str) -> None:
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match[1] not in names:
+                names.append(match[1])
+            return f"${names.index(match[1]) + 1}"
+
+        self.sql = self._PLACEHOLDER.sub(number, sql)
+        self._names = tuple(names)
+
+    def run(self, session: Session, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Execute in the session's transaction; the rows it returns."""
+        values = [params[name] for name in self._names]
+        connection = session.connection().connection.dbapi_connection
+        with driver_cursor(session, self.sql, psycopg.RawCursor(connection)) as cursor:
+            cursor.execute(self.sql, values)
+            return list(cursor.fetchall())

@@ -11,7 +11,8 @@ from sqlalchemy import func, literal, select, tuple_
 from sqlalchemy.orm import Session, defer
 
 from service.errors import RejectedBody
-from service.jobs.ingest import HandlersFor, JobDelivery, ingest_job
+from service.jobs.deliveries import HandlersFor, JobDelivery
+from service.jobs.ingest import ingest_job
 from service.jobs.schemas import validate_job
 from service.members.cross_source import DEFAULT_RULES, CrossSourceRules
 from service.members.data_updates import DataUpdateDelivery, ingest_data_update

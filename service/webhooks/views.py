@@ -28,7 +28,7 @@ from service.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from service.jobs.ingest import JobDelivery
+from service.jobs.deliveries import JobDelivery
 from service.jobs.schemas import JobCallback, validate_job
 from service.members.data_updates import DataUpdateDelivery, ingest_data_update
 from service.members.ingest import MemberDelivery, MemberReport, ingest_member_event

@@ -10,19 +10,30 @@ from typing import Any
 import pytest
 from conftest import job_body
 from db_rows import count, rows
+from mx_bodies import status_body
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
 from service.handlers.registry import handler_plan
 from service.jobs.commits import job_batch_committer
-from service.jobs.ingest import HandlersFor, JobDelivery, ingest_jobs
+from service.jobs.deliveries import HandlersFor, JobDelivery
+from service.jobs.ingest import ingest_jobs
 from service.jobs.models import Job, JobEvent
+from service.jobs.round_statement import fits_one_statement
 from service.jobs.schemas import JobCallback, validate_job
 from service.members.cross_source import DEFAULT_RULES
-from service.members.models import MemberPrompt
+from service.members.ingest import MemberDelivery, ingest_member_event
+from service.members.models import Member, MemberPrompt
+from service.members.schemas import validate_connection_status
+from service.members.statuses import connection_handlers
 from service.outbox.models import HandlerRun
-from service.platform.db import make_engine, make_session_factory, run_in_transaction
+from service.platform.db import (
+    make_engine,
+    make_session_factory,
+    run_in_transaction,
+    transaction,
+)
 from service.platform.outcomes import IngestResult, Outcome
 
 RECEIVED = datetime(2026, 11, 25, 10, 1, tzinfo=UTC)
@@ -170,3 +181,101 @@ def test_every_delivery_of_a_full_batch_is_committed(store: Store, batch_size: i
     assert count(store.engine, Job) == batch_size
     expected_runs = sum(len(store.plan(d.job.status)) for d in batch)
     assert count(store.engine, HandlerRun) == expected_runs
+
+
+def simple_rounds(prefix: str) -> list[list[JobDelivery]]:
+    """Batches in which every round fits one statement: history, retries, stale events, prompts
+    held back by a recent connection-status prompt or not, challenges ended, institutions
+    learned, and a job seen twice in one batch (two rounds)."""
+    return [
+        [
+            delivery(prefix, "a", 0, 1, institution_guid=f"{prefix}INS-1"),
+            delivery(prefix, "b", 2, 2, member="held"),  # held back: prompted by a status
+            delivery(prefix, "c", 2, 3, member="free"),  # that status prompt is old: prompts
+            delivery(prefix, "d", 9, 4),
+            delivery(prefix, "a", 6, 5),  # second round of this batch
+        ],
+        [
+            delivery(prefix, "a", 6, 5),  # MX's retry
+            delivery(prefix, "a", 3, 2),  # older than the current state: history only
+            delivery(prefix, "e", 6, 6, member="free"),  # ends free's challenge
+            delivery(prefix, "f", 8, 7),
+        ],
+        [delivery(prefix, "g", 2, 8, member="free")],  # a new challenge after the end
+    ]
+
+
+@pytest.fixture
+def postgres_store(postgres_url: str) -> Iterator[Store]:
+    engine = make_engine(postgres_url)
+    yield Store(
+        engine, make_session_factory(engine), handler_plan(Settings(database_url=postgres_url))
+    )
+    engine.dispose()
+
+
+def test_one_statement_stores_what_the_steps_store(postgres_store: Store) -> None:
+    store = postgres_store
+    for prefix in ("one-", "steps-"):
+        seed_member_and_prompts(store, prefix)
+    for batch in simple_rounds("one-"):
+        wired = [store.plan(d.job.status) for d in batch]
+        assert fits_one_statement(batch, wired)
+
+    def ingest(batch: list[JobDelivery], one_statement: bool) -> list[IngestResult]:
+        return run_in_transaction(
+            store.sessions,
+            lambda session: ingest_jobs(
+                session, batch, store.plan, DEFAULT_RULES, one_statement=one_statement
+            ),
+        )
+
+    one = [outcomes(ingest(batch, True)) for batch in simple_rounds("one-")]
+    steps = [outcomes(ingest(batch, False)) for batch in simple_rounds("steps-")]
+    assert one == steps
+    assert stored(store.engine, "one-") == stored(store.engine, "steps-")
+    learned = institutions(store.engine, "one-")
+    assert learned == institutions(store.engine, "steps-")
+    assert learned["MBR-a"] == "INS-1"
+    # The held member was not prompted again; the free one was, ended, and was prompted anew.
+    runs = stored(store.engine, "one-")["runs"]
+    assert ("JOB-b", "mfa_prompt", "pending") not in runs
+    assert ("JOB-c", "mfa_prompt", "pending") in runs
+    assert ("JOB-g", "mfa_prompt", "pending") in runs
+
+
+def seed_member_and_prompts(store: Store, prefix: str) -> None:
+    """A member with no institution yet, and connection-status prompts recent and old."""
+    window = DEFAULT_RULES.prompt_window
+    for member, at in (("a", RECEIVED), ("held", RECEIVED), ("free", RECEIVED - 2 * window)):
+        callback, raw = validate_connection_status(
+            status_body(member_guid=f"{prefix}MBR-{member}", user_guid=f"{prefix}USR")
+        )
+        with transaction(store.sessions) as session:
+            ingest_member_event(
+                session,
+                MemberDelivery(report=callback.report(), raw=raw, received_at=at),
+                connection_handlers,
+                DEFAULT_RULES,
+            )
+
+
+def institutions(engine: Engine, prefix: str) -> dict[str, str]:
+    """Each member's institution as learned from its jobs, with the prefix taken out."""
+    return {
+        member.guid.removeprefix(prefix): member.institution_guid.removeprefix(prefix)
+        for member in rows(engine, Member)
+        if member.guid.startswith(prefix) and member.institution_guid is not None
+    }
+
+
+def test_a_round_that_would_write_one_prompt_twice_takes_the_steps() -> None:
+    twice = [delivery("", "x", 2, 1, member="m"), delivery("", "y", 2, 2, member="m")]
+    ended_and_prompted = [delivery("", "x", 2, 1, member="m"), delivery("", "y", 6, 2, member="m")]
+    apart = [delivery("", "x", 2, 1, member="m"), delivery("", "y", 6, 2, member="n")]
+    plan = handler_plan(Settings())
+    assert not fits_one_statement(twice, [plan(d.job.status) for d in twice])
+    assert not fits_one_statement(
+        ended_and_prompted, [plan(d.job.status) for d in ended_and_prompted]
+    )
+    assert fits_one_statement(apart, [plan(d.job.status) for d in apart])

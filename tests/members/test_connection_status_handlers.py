@@ -23,7 +23,8 @@ from standardwebhooks.webhooks import Webhook
 from service.app import create_app
 from service.config import Settings
 from service.handlers.registry import handler_plan
-from service.jobs.ingest import JobDelivery, ingest_job
+from service.jobs.deliveries import JobDelivery
+from service.jobs.ingest import ingest_job
 from service.jobs.schemas import validate_job
 from service.members.cross_source import CrossSourceRules
 from service.members.ingest import MemberDelivery, ingest_member_event

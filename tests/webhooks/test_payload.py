@@ -10,7 +10,7 @@ import pytest
 from conftest import job_body
 
 from service.errors import MalformedJson, UnreadableBody, ValidationFailed
-from service.jobs.ingest import dedup_key
+from service.jobs.deliveries import dedup_key
 from service.jobs.schemas import validate_job
 from service.platform.types import format_utc, parse_iso8601
 from service.webhooks.payload import MAX_NESTING, is_json_content_type, parse_json, read_limited

@@ -1,0 +1,231 @@
+"""A round of job deliveries written by one PostgreSQL statement.
+
+On PostgreSQL the batch is the hot path's biggest cost: written as five pipelined executemany
+calls (events, institutions, current states, prompts, runs), psycopg spent more Python per row
+than the server spent running them. Here the round travels as one array per column, and one
+statement whose data-modifying CTEs do all five steps answers each delivery's outcome. Its text
+never changes, so psycopg prepares it once per connection and the server plans it once.
+
+It is SQL text rather than SQLAlchemy constructs because the statement is one fixed string
+built from the models' table and column names; tests/jobs/test_batch_ingest.py pins that it
+stores exactly what the step-by-step path (service/jobs/ingest.py) stores.
+
+All sub-statements of one statement see the same snapshot, so two writes to one row cannot both
+land: a round holds at most one delivery per job (see ingest_jobs), and a round in which one
+member both ends a challenge and is prompted, or is prompted twice, takes the step-by-step path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from service.jobs.deliveries import JobDelivery
+from service.jobs.statuses import status_name
+from service.members.cross_source import (
+    CHALLENGE_ENDING_JOB_STATUSES,
+    PROMPT_HANDLERS,
+    PromptSource,
+)
+from service.outbox.models import RunState
+from service.outbox.wakeups import HANDLER_RUNS_CHANNEL
+from service.platform.bulk import NumberedStatement
+from service.platform.outcomes import IngestResult, Outcome
+
+# Each delivery's fields as the statement reads them from the round's JSON document.
+_DELIVERY_COLUMNS = (
+    "position int, job_guid text, status int, status_name text, updated_at timestamptz, "
+    "received_at timestamptz, dedup_key text, delivery_id text, payload jsonb, member_guid text, "
+    "user_guid text, institution_guid text, is_authenticated boolean, error_message text, "
+    "created_at timestamptz, started_at timestamptz, finished_at timestamptz, "
+    "ends_challenge boolean"
+)
+# One record per handler run a delivery owes if it becomes current, before prompt de-duplication.
+_RUN_COLUMNS = "position int, n int, handler text, idempotency_key text, prompts boolean"
+# Columns of `jobs` that every newer event overwrites; the owner columns keep a known value.
+_JOB_CHANGES = (
+    "status",
+    "status_name",
+    "is_authenticated",
+    "error_message",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "current_event_id",
+    "received_at",
+)
+_JOB_OWNERS = ("member_guid", "user_guid", "institution_guid", "created_at")
+
+
+_SET_JOB = ",\n        ".join(
+    [f"{name} = excluded.{name}" for name in _JOB_CHANGES]
+    + [f"{name} = coalesce(excluded.{name}, job.{name})" for name in _JOB_OWNERS]
+)
+
+# Built from constants of this module only; every value travels as a bound parameter.
+ROUND = NumberedStatement(f"""
+WITH input AS (
+    SELECT * FROM jsonb_to_recordset(%(deliveries)s::jsonb) AS delivery({_DELIVERY_COLUMNS})
+), wired AS (
+    SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS run({_RUN_COLUMNS})
+), events AS (
+    INSERT INTO job_events
+        (job_guid, status, status_name, updated_at, received_at, dedup_key, delivery_id, payload)
+    SELECT job_guid, status, status_name, updated_at, received_at, dedup_key, delivery_id, payload
+    FROM input ORDER BY position
+    ON CONFLICT DO NOTHING
+    RETURNING id, job_guid
+), stored AS (
+    SELECT input.*, events.id AS event_id FROM input JOIN events USING (job_guid)
+), learned AS (
+    UPDATE members SET institution_guid = learning.institution_guid
+    FROM (
+        SELECT DISTINCT ON (member_guid) member_guid, institution_guid FROM stored
+        WHERE member_guid IS NOT NULL AND institution_guid IS NOT NULL
+        ORDER BY member_guid, position
+    ) AS learning
+    WHERE members.guid = learning.member_guid AND members.institution_guid IS NULL
+), advanced AS (
+    INSERT INTO jobs AS job
+        (guid, member_guid, user_guid, institution_guid, status, status_name, is_authenticated,
+         error_message, created_at, started_at, updated_at, finished_at, current_event_id,
+         received_at, first_received_at)
+    SELECT job_guid, member_guid, user_guid, institution_guid, status, status_name,
+        is_authenticated, error_message, created_at, started_at, updated_at, finished_at,
+        event_id, received_at, received_at
+    FROM stored ORDER BY position
+    ON CONFLICT (guid) DO UPDATE SET
+        {_SET_JOB}
+    WHERE job.updated_at IS NULL
+        OR (excluded.updated_at IS NOT NULL AND excluded.updated_at >= job.updated_at)
+    RETURNING guid
+), current_state AS (
+    SELECT stored.* FROM stored JOIN advanced ON advanced.guid = stored.job_guid
+), ended AS (
+    DELETE FROM member_prompts
+    WHERE handler = ANY(%(prompt_handlers)s::text[])
+        AND member_guid IN (SELECT member_guid FROM current_state WHERE ends_challenge)
+), claimed AS (
+    INSERT INTO member_prompts AS prompt (member_guid, handler, source, last_prompted_at)
+    SELECT current_state.member_guid, wired.handler, %(prompt_source)s, current_state.received_at
+    FROM wired JOIN current_state USING (position)
+    WHERE wired.prompts AND current_state.member_guid IS NOT NULL
+    ORDER BY wired.position, wired.n
+    ON CONFLICT (member_guid, handler) DO UPDATE SET
+        source = excluded.source, last_prompted_at = excluded.last_prompted_at
+    WHERE prompt.source = excluded.source
+        OR prompt.last_prompted_at <= excluded.last_prompted_at - %(prompt_window)s::interval
+    RETURNING member_guid, handler
+), queued AS (
+    INSERT INTO handler_runs
+        (event_id, job_guid, member_guid, handler, state, attempts, due_at, idempotency_key,
+         created_at, updated_at)
+    SELECT current_state.event_id, current_state.job_guid, current_state.member_guid,
+        wired.handler, %(pending)s, 0, current_state.received_at, wired.idempotency_key,
+        current_state.received_at, current_state.received_at
+    FROM wired JOIN current_state USING (position)
+    WHERE NOT wired.prompts OR current_state.member_guid IS NULL
+        OR (current_state.member_guid, wired.handler) IN (SELECT member_guid, handler FROM claimed)
+    ORDER BY wired.position, wired.n
+    ON CONFLICT DO NOTHING
+    RETURNING id, event_id
+), woken AS (
+    SELECT pg_notify(%(channel)s, '') FROM (SELECT 1 FROM queued LIMIT 1) AS any_run
+)
+SELECT stored.event_id,
+    current_state.event_id IS NOT NULL,
+    ARRAY(SELECT queued.id FROM queued WHERE queued.event_id = stored.event_id ORDER BY queued.id),
+    (SELECT count(*) FROM woken)
+FROM input
+    LEFT JOIN stored ON stored.position = input.position
+    LEFT JOIN current_state ON current_state.position = input.position
+ORDER BY input.position
+""")  # noqa: S608
+
+
+def fits_one_statement(deliveries: Sequence[JobDelivery], wired: Sequence[Sequence[str]]) -> bool:
+    """Whether no member's prompt row would be written twice by the round's one statement."""
+    prompted = Counter(
+        delivery.job.member_guid
+        for delivery, handlers in zip(deliveries, wired, strict=True)
+        if delivery.job.member_guid is not None and PROMPT_HANDLERS.intersection(handlers)
+    )
+    if any(count > 1 for count in prompted.values()):
+        return False
+    return not any(
+        delivery.job.member_guid in prompted
+        and delivery.job.status in CHALLENGE_ENDING_JOB_STATUSES
+        for delivery in deliveries
+    )
+
+
+def ingest_round_in_one_statement(
+    session: Session,
+    deliveries: Sequence[JobDelivery],
+    wired: Sequence[Sequence[str]],
+    dedup_keys: Sequence[str],
+    prompt_window: timedelta,
+) -> list[IngestResult]:
+    """Store a round (at most one delivery per job) and return each delivery's outcome."""
+    rows = [
+        {
+            "position": position,
+            "job_guid": delivery.job.guid,
+            "status": delivery.job.status,
+            "status_name": status_name(delivery.job.status, delivery.job.status_name),
+            "updated_at": delivery.job.updated_at,
+            "received_at": delivery.received_at,
+            "dedup_key": key,
+            "delivery_id": delivery.delivery_id,
+            "payload": delivery.raw,
+            "member_guid": delivery.job.member_guid,
+            "user_guid": delivery.job.user_guid,
+            "institution_guid": delivery.job.institution_guid,
+            "is_authenticated": delivery.job.is_authenticated,
+            "error_message": delivery.job.error_message,
+            "created_at": delivery.job.created_at,
+            "started_at": delivery.job.started_at,
+            "finished_at": delivery.job.finished_at,
+            "ends_challenge": delivery.job.member_guid is not None
+            and delivery.job.status in CHALLENGE_ENDING_JOB_STATUSES,
+        }
+        for position, (delivery, key) in enumerate(zip(deliveries, dedup_keys, strict=True))
+    ]
+    runs = [
+        {
+            "position": position,
+            "n": n,
+            "handler": handler,
+            "idempotency_key": f"msg_{uuid.uuid4().hex}",
+            "prompts": handler in PROMPT_HANDLERS,
+        }
+        for position, handlers in enumerate(wired)
+        for n, handler in enumerate(handlers)
+    ]
+    params: dict[str, Any] = {
+        # One JSON document per round rather than an array per column: orjson writes it in C, and
+        # psycopg then has one text value to send instead of a type to find for every element.
+        "deliveries": orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode(),
+        "runs": orjson.dumps(runs).decode(),
+        "prompt_handlers": sorted(PROMPT_HANDLERS),
+        "prompt_source": PromptSource.JOB.value,
+        "prompt_window": prompt_window,
+        "pending": RunState.PENDING.value,
+        "channel": HANDLER_RUNS_CHANNEL,
+    }
+    answers = ROUND.run(session, params)
+    return [_result(event_id, advanced, run_ids) for event_id, advanced, run_ids, _ in answers]
+
+
+def _result(event_id: int | None, advanced: bool, run_ids: list[int]) -> IngestResult:
+    if event_id is None:
+        return IngestResult(Outcome.DUPLICATE)
+    if advanced:
+        return IngestResult(Outcome.ACCEPTED, event_id, list(run_ids))
+    return IngestResult(Outcome.STALE, event_id)
