@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import API_TOKEN, Sink, app_state
-from console_helpers import failing_worker, form_token, kill_runs, login, settle
+from conftest import API_TOKEN, FakeClock, Sink, app_state
+from console_helpers import catch_up, failing_worker, form_token, kill_runs, login, settle
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -37,6 +37,7 @@ def console_actions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
 
 def test_retry_a_dead_run_and_it_runs_again(
     client: FlaskClient,
+    clock: FakeClock,
     app: Flask,
     post_job: Callable[..., Any],
     make_worker: Callable[..., Worker],
@@ -62,6 +63,7 @@ def test_retry_a_dead_run_and_it_runs_again(
     assert run_states(app) == {"JOB-retry-1": RunState.PENDING}
     assert "is queued again" in client.get(response.headers["Location"], headers=login()).text
     sink.status = 204
+    catch_up(clock)
     settle(worker)
     assert run_states(app) == {"JOB-retry-1": RunState.SUCCEEDED}
     assert len(sink.requests) == 2  # the failed attempt, then the retry
