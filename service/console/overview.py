@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.jobs.queries import job_out, job_stats, list_jobs
-from service.jobs.schemas import JobFilters, JobOut, StatsOut
+from service.jobs.queries import job_out, job_stats, list_jobs, status_counts
+from service.jobs.schemas import JobFilters, JobOut, StatsOut, StatusCountOut
 from service.outbox.handler_states import HandlerStatus, handler_statuses
 from service.outbox.models import CircuitState
 from service.outbox.queries import dead_run_counts, recent_start_lags
@@ -40,12 +40,16 @@ class QueueHealth:
 
 @dataclass(frozen=True)
 class Overview:
-    day: StatsOut
+    day: list[StatusCountOut]
     queue: QueueHealth
     dead_runs: dict[str, int]
     quarantined: int
     halted_last_hour: StatsOut
     latest_jobs: list[JobOut]
+
+    @property
+    def day_total(self) -> int:
+        return sum(item.count for item in self.day)
 
     @property
     def dead_total(self) -> int:
@@ -55,7 +59,7 @@ class Overview:
 def load_overview(session: Session, now: datetime, handlers: Sequence[str]) -> Overview:
     latest, _ = list_jobs(session, JobFilters(), None, LATEST_JOBS)
     return Overview(
-        day=job_stats(session, now - DAY, now, [], TOP_INSTITUTIONS),
+        day=status_counts(session, now - DAY, now),
         queue=queue_health(session, now, handlers),
         dead_runs=dead_run_counts(session),
         quarantined=count_quarantined(session),

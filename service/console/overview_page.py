@@ -16,7 +16,7 @@ from service.console.formatting import job_status_tone
 from service.console.overview import DAY, HOUR, load_overview
 from service.console.search import Kind, Match, find, the_one
 from service.handlers.registry import handler_names
-from service.jobs.schemas import StatsOut
+from service.jobs.schemas import StatusCountOut
 from service.platform.types import format_utc
 
 
@@ -42,7 +42,7 @@ def overview_page() -> Response:
     )
 
 
-def _status_rows(stats: StatsOut, since: str) -> list[tuple[str, int, str, str]]:
+def _status_rows(counts: list[StatusCountOut], since: str) -> list[tuple[str, int, str, str]]:
     return [
         (
             f"{item.status_name or 'status'} ({item.status})",
@@ -50,7 +50,7 @@ def _status_rows(stats: StatsOut, since: str) -> list[tuple[str, int, str, str]]
             job_status_tone(item.status),
             link("console.jobs_page", status=item.status, updated_since=since),
         )
-        for item in sorted(stats.by_status, key=lambda item: item.status)
+        for item in counts
     ]
 
 

@@ -273,3 +273,18 @@ def _matching(guids: Iterable[str], prefix: str) -> Iterable[str]:
         if not guid.startswith(prefix):
             return
         yield guid
+
+
+def status_counts(session: Session, since: datetime, until: datetime) -> list[StatusCountOut]:
+    """Events (status changes) in [since, until) per status, by code: read from the
+    (updated_at, status) index alone, without the per-event institution job_stats looks up."""
+    rows = session.execute(
+        select(JobEvent.status, func.max(JobEvent.status_name), func.count())
+        .where(JobEvent.updated_at >= since, JobEvent.updated_at < until)
+        .group_by(JobEvent.status)
+        .order_by(JobEvent.status)
+    )
+    return [
+        StatusCountOut(status=code, status_name=status_name(code, name), count=count)
+        for code, name, count in rows
+    ]
