@@ -85,9 +85,9 @@ def page_for_error(error: ApiError) -> Response:
     """A page for a browser, the API's JSON error shape for anything else."""
     if not _wants_html():
         return json_response(error.body(), error.status, error.headers)
-    html = render_template(
-        "error.html", error=error, **(_helpers() if g.get("console_operator") else {})
-    )
+    # Refused before the login succeeded, a page has no form token to offer: only the style.
+    shared = _helpers() if g.get("console_operator") else {"style": _style()}
+    html = render_template("error.html", error=error, **shared)
     return Response(html, error.status, headers=error.headers, mimetype="text/html")
 
 
@@ -146,13 +146,17 @@ def operator() -> Operator:
     return signed_in
 
 
+def _style() -> Markup:
+    return Markup(STYLE)  # noqa: S704 - a constant of ours, and the CSP hash covers it
+
+
 def _helpers() -> dict[str, Any]:
     now: datetime = g.console_now
     token = csrf.csrf_token(
         current_state().settings.secret_key, operator().token_fingerprint, g.console_browser_value
     )
     return {
-        "style": Markup(STYLE),  # noqa: S704 - a constant of ours, and the CSP hash covers it
+        "style": _style(),
         "now": now,
         "when": lambda moment: when(moment, now),
         "job_chip": job_status_chip,

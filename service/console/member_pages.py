@@ -71,9 +71,10 @@ def member_page(guid: str) -> Response:
         jobs, more_jobs = list_jobs(
             session, JobFilters(member_guid=guid[:255]), None, DEFAULT_PAGE_SIZE
         )
-        if found is None and not jobs:
-            raise NotFound(f"no member with guid {guid[:255]!r}")
         updates, _ = list_data_updates(session, guid, None, DEFAULT_PAGE_SIZE)
+        # As the API: a member is known once any webhook named it.
+        if found is None and not jobs and not updates:
+            raise NotFound(f"no member with guid {guid[:255]!r}")
         runs = member_handler_runs(session, guid)
         job_rows = [job_out(job) for job in jobs]
         update_rows = [data_update_out(update) for update in updates]
