@@ -57,6 +57,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("            upsert current states", ("_advance_current_states",)),
     ("            prompt de-duplication", ("_member_prompts (service/jobs/ingest.py",)),
     ("            queue handler runs (+ NOTIFY)", ("queue_many",)),
+    ("            one statement per round (PostgreSQL)", ("ingest_round_in_one_statement",)),
     ("          driver execution (BulkStatement)", ("_run (service/platform/bulk.py",)),
     ("      app log line (job callback)", ("log (service/platform/logs.py",)),
     ("      webhook counter (prometheus files)", ("record_webhook",)),
@@ -177,9 +178,17 @@ def profile(kind: str, url: str, seconds: int, rate: int, load: Load, idle: bool
         f"p99 {result.p99_ms:.1f} ms under py-spy; {sum(stacks.values())} samples from "
         f"{len(workers)} workers at {rate} Hz, {'wall' if idle else 'CPU'} time"
     )
-    print(f"\nshare of worker {'wall' if idle else 'CPU'} time (samples whose stack has the part):")
+    # Each sample stands for 1/rate s of one worker's time; wrk's rate over the sampled seconds
+    # turns a part's share into its cost per request.
+    sampled_requests = max(result.requests_per_second * seconds, 1.0)
+    us_per_sample = 1e6 / rate / sampled_requests
+    print(
+        f"\nshare of worker {'wall' if idle else 'CPU'} time (samples whose stack has the part), "
+        f"and µs of it per request:"
+    )
     for name, share in part_shares(stacks):
-        print(f"  {share:6.1%}  {name}")
+        us = share * sum(stacks.values()) * us_per_sample
+        print(f"  {share:6.1%}  {us:7.0f} µs  {name}")
     print("\nself time by package of the leaf frame:")
     for package, share in package_shares(stacks):
         print(f"  {share:6.1%}  {package}")

@@ -12,9 +12,24 @@ from service.config import ConfigError, Settings
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, multiprocessing.cpu_count()))))
-# Threads let one process hold many deliveries at once, so their rows share one commit (see
-# service/group_commit.py); 2 processes x 8 threads measured best on 2 cores (bench/RESULTS.md).
+
+
+def _database_backend() -> str:
+    scheme = os.environ.get("DATABASE_URL", "").strip().partition(":")[0]
+    return "postgresql" if scheme.startswith("postgres") else "sqlite"
+
+
+# Each process holds many deliveries at once, so their rows share one commit (see
+# service/platform/group_commit.py). On PostgreSQL, gevent's greenlets do that for about half
+# the CPU per delivery of gunicorn's threads (bench/RESULTS.md): psycopg waits cooperatively
+# under gevent. sqlite3 cannot: a commit or the writer lock would stop every greenlet of the
+# process, so SQLite keeps threads (2 processes x 8 threads measured best on 2 cores).
+worker_class = os.environ.get("WEB_WORKER_CLASS") or (
+    "gevent" if _database_backend() == "postgresql" else "gthread"
+)
 threads = int(os.environ.get("WEB_THREADS", "8"))
+# Concurrent connections per gevent process; each waiting delivery costs a few KB, not a thread.
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "100"))
 # MX asks for an answer at once; a request stuck this long is better killed and retried by MX.
 timeout = 30
 graceful_timeout = 20

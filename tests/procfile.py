@@ -54,14 +54,13 @@ def process_environment(database_url: str, **extra: str) -> dict[str, str]:
 
 
 def ingest_environment(database_url: str, port: int, **extra: str) -> dict[str, str]:
-    return process_environment(
-        database_url,
-        PORT=str(port),
-        WEBHOOK_BASIC_AUTH=f"{BASIC_USER}:{BASIC_PASSWORD},mx-old:rotated-out-soon",
-        API_TOKENS=API_TOKEN,
-        WEB_CONCURRENCY="2",
-        **extra,
-    )
+    defaults = {
+        "PORT": str(port),
+        "WEBHOOK_BASIC_AUTH": f"{BASIC_USER}:{BASIC_PASSWORD},mx-old:rotated-out-soon",
+        "API_TOKENS": API_TOKEN,
+        "WEB_CONCURRENCY": "2",
+    }
+    return process_environment(database_url, **{**defaults, **extra})
 
 
 @dataclass(frozen=True)

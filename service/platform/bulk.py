@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-import psycopg
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -157,7 +156,11 @@ class NumberedStatement:
     def run(self, session: Session, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Execute in the session's transaction; the rows it returns."""
         values = [params[name] for name in self._names]
-        connection = session.connection().connection.dbapi_connection
-        with driver_cursor(session, self.sql, psycopg.RawCursor(connection)) as cursor:
+        connection = session.connection()
+        # The driver module as SQLAlchemy loaded it (psycopg), so importing this module does not.
+        raw_cursor = connection.dialect.loaded_dbapi.RawCursor
+        with driver_cursor(
+            session, self.sql, raw_cursor(connection.connection.dbapi_connection)
+        ) as cursor:
             cursor.execute(self.sql, values)
             return list(cursor.fetchall())

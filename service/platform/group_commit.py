@@ -22,13 +22,22 @@ CommitBatch = Callable[[Sequence[Item]], Sequence[Result | Exception]]
 
 
 class _Ticket(Generic[Item, Result]):
-    __slots__ = ("item", "outcome", "leads", "woken")
+    __slots__ = ("item", "outcome", "leads", "_asleep")
 
     def __init__(self, item: Item) -> None:
         self.item = item
         self.outcome: Result | BaseException | None = None
         self.leads = False
-        self.woken = threading.Event()
+        # Held from the start, so acquiring it again sleeps until `wake` releases it: one C-level
+        # lock per request, where an Event would add a Condition and its Python bookkeeping.
+        self._asleep = threading.Lock()
+        self._asleep.acquire()
+
+    def sleep(self) -> None:
+        self._asleep.acquire()
+
+    def wake(self) -> None:
+        self._asleep.release()
 
 
 class GroupCommit(Generic[Item, Result]):
@@ -56,7 +65,7 @@ class GroupCommit(Generic[Item, Result]):
             ticket.leads = not self._leading
             self._leading = True
         if not ticket.leads:
-            ticket.woken.wait()
+            ticket.sleep()
         if ticket.leads:
             self._lead()
         if isinstance(ticket.outcome, BaseException):
@@ -82,13 +91,13 @@ class GroupCommit(Generic[Item, Result]):
             self._pass_the_lead()
             for ticket in batch:
                 if not ticket.leads:
-                    ticket.woken.set()
+                    ticket.wake()
 
     def _pass_the_lead(self) -> None:
         with self._lock:
             if self._queue:
                 successor = self._queue[0]
                 successor.leads = True
-                successor.woken.set()
+                successor.wake()
             else:
                 self._leading = False

@@ -3,14 +3,19 @@ On SQLite there is no server to carry a notification; callers poll instead."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg import sql
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from service.platform.db import is_postgresql
+
+if TYPE_CHECKING:
+    import psycopg
+
+# psycopg is imported where a listener first connects, not with this module: the web master
+# imports this module, and psycopg must first be imported after gevent has patched the worker
+# (see service/gunicorn_conf.py) to choose its cooperative wait.
 
 LISTEN_CONNECT_TIMEOUT_SECONDS = 5
 
@@ -39,6 +44,8 @@ class ChannelListener:
 
     def wait(self, timeout: float) -> bool:
         """True when a notification arrived within `timeout` seconds."""
+        import psycopg
+
         try:
             connection = self._connect()
             for _ in connection.notifies(timeout=timeout, stop_after=1):
@@ -54,6 +61,9 @@ class ChannelListener:
             self._connection = None
 
     def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+        from psycopg import sql
+
         if self._connection is None:
             connection = psycopg.connect(
                 self._conninfo, autocommit=True, connect_timeout=LISTEN_CONNECT_TIMEOUT_SECONDS

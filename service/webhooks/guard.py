@@ -44,12 +44,12 @@ def install_failed_auth_limiter(
     @app.before_request
     def refuse_blocked_address() -> None:
         now = datetime.now(UTC)
-        if limiter.needs_refresh():
+        if limiter.claim_refresh():
             try:
                 with transaction(current_state().sessions) as session:
                     limiter.refresh(session, now)
             except SQLAlchemyError as error:
-                # The blocks this process knows still hold; the next request tries again.
+                # The blocks this process knows still hold; the next refresh tries again.
                 log(
                     logger,
                     "could not read blocked addresses",

@@ -32,8 +32,15 @@ class FailedAuthLimiter:
         self._lock = threading.Lock()
         self._refreshed_at = -REFRESH_SECONDS
 
-    def needs_refresh(self) -> bool:
-        return time.monotonic() - self._refreshed_at >= REFRESH_SECONDS
+    def claim_refresh(self) -> bool:
+        """True for the one caller that should refresh now: the others go on with the blocks
+        already known, rather than every thread of the process running the same query at once."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._refreshed_at < REFRESH_SECONDS:
+                return False
+            self._refreshed_at = now
+            return True
 
     def refresh(self, session: Session, now: datetime) -> None:
         """Learn the blocks every process made in the current window."""
@@ -44,7 +51,6 @@ class FailedAuthLimiter:
             .limit(MAX_REMEMBERED_BLOCKS)
         ).all()
         with self._lock:
-            self._refreshed_at = time.monotonic()
             for address in over:
                 self._blocked_until[address] = start + self.window
 

@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -249,3 +250,44 @@ def test_procfile_web_process_refuses_to_start_with_one_line_on_bad_settings(
     assert "Traceback" not in finished.stderr
     [line] = [line for line in finished.stderr.splitlines() if "configuration error" in line]
     assert named in line
+
+
+def test_a_delivery_waiting_on_postgresql_does_not_stop_its_process_answering(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """One web process: while a delivery waits on a table lock, the process still answers.
+
+    On PostgreSQL the web process serves from greenlets; a driver wait that did not yield to
+    them would freeze every request of the process until the lock is released.
+    """
+    with serve_web(postgres_url, tmp_path / "web.log", WEB_CONCURRENCY="1") as served:
+        blocker = served.engine.connect()
+        transaction = blocker.begin()
+        blocker.exec_driver_sql("LOCK TABLE job_events IN ACCESS EXCLUSIVE MODE")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            waiting = pool.submit(
+                post_job, served, {"job": job_body(guid=unique_guid("locked"), status=2)}
+            )
+            try:
+                wait_until_a_query_waits_for_a_lock(served)
+                health = requests.get(f"{served.base_url}/healthz", timeout=2)
+                assert health.status_code == 200
+                assert not waiting.done()
+            finally:
+                transaction.rollback()
+                blocker.close()
+            assert waiting.result(timeout=HTTP_TIMEOUT_SECONDS).status_code == 204
+
+
+def wait_until_a_query_waits_for_a_lock(served: Served) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    with served.engine.connect() as watcher:
+        while time.monotonic() < deadline:
+            waiting = watcher.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).scalar_one()
+            if waiting:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the delivery never reached the locked table")
