@@ -20,6 +20,7 @@ from service.errors import DOMAIN_ERRORS, ApiError, BadRequest, ServiceUnavailab
 from service.handlers.registry import handler_plan
 from service.jobs.commits import job_commits
 from service.members.cross_source import CrossSourceRules
+from service.platform.access_log import log_request
 from service.platform.db import make_engine, make_session_factory
 from service.platform.logs import configure_logging, log, request_id_from
 from service.platform.metrics import RequestTimer
@@ -84,12 +85,14 @@ def _register_request_id(app: Flask) -> None:
         g.request_timer = RequestTimer()
 
     @app.after_request
-    def echo_request_id(response: Response) -> Response:
+    def echo_request_id_and_log(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         timer: RequestTimer | None = g.get("request_timer")
+        duration = 0.0
         if timer is not None:
             route = request.url_rule.rule if request.url_rule else "unmatched"
-            timer.observe(route, request.method, response.status_code)
+            duration = timer.observe(route, request.method, response.status_code)
+        log_request(response, duration)
         return response
 
 

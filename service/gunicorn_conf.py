@@ -34,7 +34,9 @@ worker_connections = int(os.environ.get("WEB_CONNECTIONS", "100"))
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-accesslog = "-"
+# The app writes each request's access line itself, with what the request did
+# (service/platform/access_log.py): one record per delivery, not two.
+accesslog = None
 errorlog = "-"
 logger_class = "service.platform.gunicorn_logging.JsonLogger"
 # Several masters may share a machine (web and bench, or N services); nothing here uses the socket.

@@ -95,10 +95,15 @@ class RequestTimer:
     def __init__(self) -> None:
         self.started = time.perf_counter()
 
-    def observe(self, route: str, method: str, status: int) -> None:
-        """`route` is a rule of the app's url_map (or "unmatched"), never the requested path."""
+    def observe(self, route: str, method: str, status: int) -> float:
+        """Record the request's duration and return it, in seconds.
+
+        `route` is a rule of the app's url_map (or "unmatched"), never the requested path.
+        """
+        elapsed = time.perf_counter() - self.started
         REQUEST_DURATION.labels(
             route=route,
             method=method if method in KNOWN_METHODS else OTHER,
             status=str(status) if 100 <= status <= 599 else OTHER,
-        ).observe(time.perf_counter() - self.started)
+        ).observe(elapsed)
+        return elapsed

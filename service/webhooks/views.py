@@ -39,6 +39,7 @@ from service.members.webhook_schemas import (
     validate_data_update,
     validate_member,
 )
+from service.platform.access_log import note
 from service.platform.db import run_in_transaction
 from service.platform.logs import log
 from service.platform.metrics import record_webhook
@@ -184,12 +185,11 @@ def _accept_job(document: Any, arrival: Arrival) -> IngestResult:
     )
     # Committed together with the other job callbacks this process is receiving at this moment.
     result = current_state().job_commits.submit(delivery)
-    log(
-        logger,
-        "job callback",
+    note(
+        callback="job",
         job_guid=job.guid,
         member_guid=job.member_guid,
-        status=job.status,
+        job_status=job.status,
         outcome=result.outcome.value,
         event_id=result.event_id,
         handler_runs=len(result.handler_run_ids),
@@ -223,9 +223,8 @@ def _accept_member_report(report: MemberReport, raw: Any, arrival: Arrival) -> I
             session, delivery, state.connection_handlers_for, state.cross_source_rules
         ),
     )
-    log(
-        logger,
-        f"{report.kind.value} callback",
+    note(
+        callback=report.kind.value,
         member_guid=report.member_guid,
         connection_status_id=report.connection_status_id,
         connection_status=report.connection_status,
@@ -245,9 +244,8 @@ def _accept_data_update(document: Any, arrival: Arrival) -> IngestResult:
     result = run_in_transaction(
         current_state().sessions, lambda session: ingest_data_update(session, delivery)
     )
-    log(
-        logger,
-        "data updated callback",
+    note(
+        callback="data_updated",
         member_guid=update.member_guid,
         data_type=update.type,
         outcome=result.outcome.value,
