@@ -1,4 +1,5 @@
-"""PostgreSQL batch writes: one statement per round against the step-by-step path, per batch size.
+"""Batch writes per batch size: on PostgreSQL, one statement per round against the step-by-step
+path; on SQLite (--database sqlite), the one path there is, to compare with another checkout.
 
 Runs ingest_jobs in its own transaction (commit included) for batches of 1, 8 and 32 unique job
 callbacks with the comparison's status mix, alternating the two paths batch by batch so both
@@ -6,7 +7,10 @@ see the same machine, and prints the median and p90 per batch and per delivery, 
 CPU time of this process (the web worker's share) is printed beside wall time: the server's
 work is not in it.
 
-    .venv/bin/python bench/batch_paths.py [--seconds 6] [--postgres-url URL]
+    .venv/bin/python bench/batch_paths.py [--seconds 6] [--postgres-url URL] [--database sqlite]
+
+To measure another checkout's SQLite path with this script: PYTHONPATH=<checkout> .venv/bin/python
+bench/batch_paths.py --database sqlite.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -68,7 +73,10 @@ def measure(url: str, seconds: float) -> None:
             lambda session: ingest_jobs(session, batch, plan, DEFAULT_RULES, one_statement),
         )
 
-    paths = {"steps": path(False), "one statement": path(True)}
+    if url.startswith("sqlite"):
+        paths = {"sqlite": path(False)}
+    else:
+        paths = {"steps": path(False), "one statement": path(True)}
     print(
         f"{'batch':>5} {'path':<14} {'batches':>7} {'wall ms p50':>11} {'p90':>7} "
         f"{'µs/delivery':>11} {'CPU µs/delivery':>15}"
@@ -98,8 +106,9 @@ def measure(url: str, seconds: float) -> None:
                 f"{size:>5} {name:<14} {len(samples):>7} {medians[name] * 1e3:>11.2f} "
                 f"{p90 * 1e3:>7.2f} {per_delivery:>11.0f} {cpu_per:>15.0f}"
             )
-        ratio = medians["one statement"] / medians["steps"]
-        print(f"{size:>5} one statement / steps, median wall time: {ratio:.2f}")
+        if len(paths) == 2:
+            ratio = medians["one statement"] / medians["steps"]
+            print(f"{size:>5} one statement / steps, median wall time: {ratio:.2f}")
     engine.dispose()
 
 
@@ -110,7 +119,14 @@ def main() -> None:
         "--postgres-url",
         default=os.environ.get("BENCH_DATABASE_URL", ceilings.DEFAULT_POSTGRES_URL),
     )
+    parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
     args = parser.parse_args()
+    if args.database == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="jobhooks-batch-") as directory:
+            url = f"sqlite:///{directory}/bench.db"
+            migrate(url)
+            measure(url, args.seconds)
+        return
     ensure_database(args.postgres_url)
     migrate(args.postgres_url)
     measure(args.postgres_url, args.seconds)

@@ -33,7 +33,13 @@ from receivers import BIN, migrate, require_binaries, service_receiver
 # Each part is "any frame of the sample matches": parts nest (a statement's compile time is also
 # inside ingest_job), so the shares do not add up to 100 %.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("in a request (gunicorn handle_request)", ("handle_request (gunicorn/workers/gthread.py",)),
+    (
+        "in a request (gunicorn handle_request)",
+        (
+            "handle_request (gunicorn/workers/gthread.py",
+            "handle_request (gunicorn/workers/base_async.py",
+        ),
+    ),
     ("  Flask/werkzeug request + response handling", ("__call__ (flask/app.py",)),
     ("    before/after-request hooks", ("preprocess_request", "process_response")),
     ("      failed-auth limiter check", ("refuse_blocked_address",)),
@@ -59,10 +65,12 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("            queue handler runs (+ NOTIFY)", ("queue_many",)),
     ("            one statement per round (PostgreSQL)", ("ingest_round_in_one_statement",)),
     ("          driver execution (BulkStatement)", ("_run (service/platform/bulk.py",)),
-    ("      app log line (job callback)", ("log (service/platform/logs.py",)),
+    ("      access line (one per request)", ("log_request (service/platform/access_log.py",)),
     ("      webhook counter (prometheus files)", ("record_webhook",)),
-    ("  gunicorn access log line", ("access (service/platform/gunicorn_logging.py",)),
-    ("waiting for a connection (gthread poller)", ("wait_for_and_dispatch_events",)),
+    (
+        "waiting for a connection (gthread poller, gevent hub)",
+        ("wait_for_and_dispatch_events", "run (gevent/hub.py"),
+    ),
     ("SQLAlchemy statement compilation", ("sqlalchemy/sql/compiler.py",)),
     ("SQLAlchemy cache key generation", ("sqlalchemy/sql/cache_key.py",)),
     ("logging (all records)", ("logging/__init__.py",)),
