@@ -17,6 +17,10 @@ from service.platform.outcomes import IngestResult
 # Enough to absorb a burst from every connection a web worker serves; a bigger batch only holds
 # the first request in it longer.
 MAX_BATCH = 64
+# And no more than about this long a batch: a request then waits for at most the batch in
+# progress and its own, ~20 ms of a 50 ms p99 budget (32 deliveries took ~10 ms on PostgreSQL in
+# bench/batch_paths.py; SQLite's slower rows make its batches smaller).
+MAX_BATCH_SECONDS = 0.010
 
 JobCommits = GroupCommit[JobDelivery, IngestResult]
 
@@ -24,7 +28,9 @@ JobCommits = GroupCommit[JobDelivery, IngestResult]
 def job_commits(
     sessions: sessionmaker[Session], handlers_for: HandlersFor, rules: CrossSourceRules
 ) -> JobCommits:
-    return GroupCommit(job_batch_committer(sessions, handlers_for, rules), MAX_BATCH)
+    return GroupCommit(
+        job_batch_committer(sessions, handlers_for, rules), MAX_BATCH, MAX_BATCH_SECONDS
+    )
 
 
 def job_batch_committer(

@@ -6,11 +6,16 @@ nothing is being written leads, commits everything queued by then (itself includ
 others with their own outcomes, and passes the lead to the oldest request still queued. Alone, a
 request commits its own work at once, as if there were no grouping; under load, one commit serves
 everyone who arrived while the previous one ran.
+
+A batch is bounded by count and by time: from the seconds per item that recent batches took, the
+leader takes no more than fit in `max_batch_seconds`, so one long batch cannot hold everyone
+queued behind it (a request waits for at most the batch in progress and its own).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -40,12 +45,25 @@ class _Ticket(Generic[Item, Result]):
         self._asleep.release()
 
 
+# How much each new batch moves the estimate of seconds per item.
+_ESTIMATE_WEIGHT = 0.2
+
+
 class GroupCommit(Generic[Item, Result]):
-    def __init__(self, commit_batch: CommitBatch[Item, Result], max_batch: int) -> None:
+    def __init__(
+        self,
+        commit_batch: CommitBatch[Item, Result],
+        max_batch: int,
+        max_batch_seconds: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._commit_batch = commit_batch
         self._max_batch = max_batch
+        self._max_batch_seconds = max_batch_seconds
+        self._clock = clock
+        self._seconds_per_item = 0.0  # unknown until a batch has run
         self._lock = threading.Lock()
         self._queue: list[_Ticket[Item, Result]] = []
         # True while a leader is committing; the queue is only ever non-empty while it is.
@@ -72,12 +90,23 @@ class GroupCommit(Generic[Item, Result]):
             raise ticket.outcome
         return ticket.outcome  # type: ignore[return-value]
 
+    @property
+    def batch_limit(self) -> int:
+        """How many items the next batch may take: the count bound, or fewer by the time bound."""
+        if not self._max_batch_seconds or not self._seconds_per_item:
+            return self._max_batch
+        fitting = int(self._max_batch_seconds / self._seconds_per_item)
+        return max(1, min(self._max_batch, fitting))
+
     def _lead(self) -> None:
+        limit = self.batch_limit
         with self._lock:
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
+            batch = self._queue[:limit]
+            del self._queue[:limit]
         try:
+            started = self._clock()
             outcomes = self._commit_batch([ticket.item for ticket in batch])
+            self._learn(self._clock() - started, len(batch))
             if len(outcomes) != len(batch):
                 raise RuntimeError("a batch commit returned the wrong number of outcomes")
             for ticket, outcome in zip(batch, outcomes, strict=True):
@@ -92,6 +121,13 @@ class GroupCommit(Generic[Item, Result]):
             for ticket in batch:
                 if not ticket.leads:
                     ticket.wake()
+
+    def _learn(self, seconds: float, items: int) -> None:
+        # Only the leader writes it, and there is one leader at a time.
+        per_item = seconds / items
+        if self._seconds_per_item:
+            per_item += (1 - _ESTIMATE_WEIGHT) * (self._seconds_per_item - per_item)
+        self._seconds_per_item = per_item
 
     def _pass_the_lead(self) -> None:
         with self._lock:

@@ -113,3 +113,28 @@ def test_many_threads_each_get_their_own_result() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         GroupCommit(lambda items: list(items), max_batch=0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_batch_is_also_bounded_by_time() -> None:
+    """Items that took one second each, with four seconds allowed: batches of four."""
+    clock = Clock()
+    batches = GatedBatches()
+
+    def one_second_each(items: Sequence[int]) -> list[int | Exception]:
+        clock.now += len(items)
+        return batches(items)
+
+    commits = GroupCommit(one_second_each, max_batch=8, max_batch_seconds=4.0, clock=clock)
+    assert commits.batch_limit == 8  # nothing measured yet
+    submit_behind_first(batches, commits, list(range(2, 12)))
+
+    assert commits.batch_limit == 4
+    assert [len(batch) for batch in batches.batches] == [1, 4, 4, 2]
