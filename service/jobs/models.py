@@ -6,10 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -71,3 +73,22 @@ class Job(Base):
     current_event_id: Mapped[int] = mapped_column(BigId, ForeignKey("job_events.id"))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     first_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class JobStatusRollup(Base):
+    """Status changes counted per hour of MX's updated_at, status and institution, so /stats reads
+    a few rows per hour of its window, however many events the window holds.
+
+    Each web process adds to its own shard of a key, so concurrent batches do not queue on one
+    row lock; a reader sums the shards.
+    """
+
+    __tablename__ = "job_status_rollups"
+
+    hour_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    status: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "" when the event's job names no institution (a key column cannot be NULL).
+    institution_key: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    status_name: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    events: Mapped[int] = mapped_column(BigInteger)

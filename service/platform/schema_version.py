@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-SCHEMA_HEAD = "0007_handler_delivery_control"
+SCHEMA_HEAD = "0008_job_status_rollups"
 
 
 def applied_revision(connection: Connection) -> str | None:
