@@ -1,16 +1,21 @@
-"""The three webhook receivers the comparison drives, each started as a real process on 127.0.0.1.
+"""The webhook receivers the comparison drives, each started as a real process on 127.0.0.1.
 
 - service: the Procfile's web command, unchanged.
 - hello:   the same gunicorn command line and config, serving bench/hello_app.py instead.
 - webhook: the Debian package `webhook` (Go), with bench/webhook_hooks.json running /bin/true.
 
-All three answer POST /webhooks/mx/jobs with 204 when the Basic credentials match.
+service and hello may also be started under a given gunicorn worker class (WEB_WORKER_CLASS in
+their environment, read by service/gunicorn_conf.py); they are then named "service/<class>" and
+"hello/<class>". Every gunicorn receiver records the class gunicorn resolved from its config.
+
+All of them answer POST /webhooks/mx/jobs with 204 when the Basic credentials match.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -111,6 +116,8 @@ class Receiver:
     # gunicorn serves from forked workers; webhook serves from its one process (its children are
     # the short-lived /bin/true runs, not servers).
     serves_from_children: bool
+    # The gunicorn worker class the receiver runs under; None for webhook.
+    worker_class: str | None = None
 
     def serving_processes(self) -> list[psutil.Process]:
         main = psutil.Process(self.process.pid)
@@ -130,7 +137,12 @@ def _accepts_a_job(url: str) -> bool:
 
 @contextmanager
 def _running(
-    name: str, command: list[str], env: dict[str, str], url: str, serves_from_children: bool
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    url: str,
+    serves_from_children: bool,
+    worker_class: str | None = None,
 ) -> Iterator[Receiver]:
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -143,7 +155,7 @@ def _running(
             if time.monotonic() > deadline:
                 raise SystemExit(f"{name} did not accept a job within {STARTUP_SECONDS}s")
             time.sleep(0.2)
-        yield Receiver(name, url, process, serves_from_children)
+        yield Receiver(name, url, process, serves_from_children, worker_class)
     finally:
         process.terminate()
         try:
@@ -153,26 +165,71 @@ def _running(
             process.wait(timeout=STOP_SECONDS)
 
 
+def resolved_worker_class(env: dict[str, str]) -> str:
+    """The worker class gunicorn takes from the Procfile's web command under this environment.
+
+    Asked of gunicorn itself (`--print-config`, which exits without serving), so the bench records
+    what service/gunicorn_conf.py decides (WEB_WORKER_CLASS, else by database) and cannot drift
+    from it. The config is the same whichever app is named; the hello app is the cheap one to load.
+    """
+    finished = subprocess.run(
+        [*procfile_web_command(HELLO_APP), "--print-config"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_SECONDS,
+        check=False,
+    )
+    match = re.search(r"^worker_class\s+=\s+(\S+)\s*$", finished.stdout, re.MULTILINE)
+    if finished.returncode != 0 or match is None:
+        output = (finished.stderr or finished.stdout).strip()
+        raise SystemExit(f"cannot read gunicorn's worker class ({finished.returncode}): {output}")
+    return match.group(1)
+
+
+def default_worker_class(database_url: str) -> str:
+    """The class the Procfile's web command runs under on this database, with the bench's env."""
+    with tempfile.TemporaryDirectory(prefix="jobhooks-bench-metrics-") as metrics_dir:
+        return resolved_worker_class(receiver_environment(database_url, free_port(), metrics_dir))
+
+
+def receiver_name(app: str, worker_class: str | None) -> str:
+    """The app's name under the config's own choice of class; "<app>/<class>" under a given one."""
+    return app if worker_class is None else f"{app}/{worker_class}"
+
+
 @contextmanager
-def gunicorn_receiver(name: str, database_url: str, app_spec: str | None) -> Iterator[Receiver]:
+def gunicorn_receiver(
+    name: str, database_url: str, app_spec: str | None, worker_class: str | None = None
+) -> Iterator[Receiver]:
+    """The Procfile's web command serving app_spec; worker_class None leaves the class to the
+    config (and to WEB_WORKER_CLASS in the bench's own environment, if set)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="jobhooks-bench-metrics-") as metrics_dir:
         env = receiver_environment(database_url, port, metrics_dir)
+        if worker_class is not None:
+            env["WEB_WORKER_CLASS"] = worker_class
+        resolved = resolved_worker_class(env)
         url = f"http://127.0.0.1:{port}{JOBS_PATH}"
         command = procfile_web_command(app_spec)
-        with _running(name, command, env, url, serves_from_children=True) as receiver:
+        with _running(
+            name, command, env, url, serves_from_children=True, worker_class=resolved
+        ) as receiver:
             yield receiver
 
 
 @contextmanager
-def service_receiver(database_url: str) -> Iterator[Receiver]:
-    with gunicorn_receiver("service", database_url, None) as receiver:
+def service_receiver(database_url: str, worker_class: str | None = None) -> Iterator[Receiver]:
+    name = receiver_name("service", worker_class)
+    with gunicorn_receiver(name, database_url, None, worker_class) as receiver:
         yield receiver
 
 
 @contextmanager
-def hello_receiver(database_url: str) -> Iterator[Receiver]:
-    with gunicorn_receiver("hello", database_url, HELLO_APP) as receiver:
+def hello_receiver(database_url: str, worker_class: str | None = None) -> Iterator[Receiver]:
+    name = receiver_name("hello", worker_class)
+    with gunicorn_receiver(name, database_url, HELLO_APP, worker_class) as receiver:
         yield receiver
 
 
