@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.jobs.deliveries import HandlersFor, JobDelivery, dedup_key
 from service.jobs.models import Job, JobEvent
+from service.jobs.rollups import count_new_events
 from service.jobs.round_statement import fits_one_statement, ingest_round_in_one_statement
 from service.jobs.statuses import status_name
 from service.members.cross_source import (
@@ -73,6 +74,10 @@ def ingest_jobs(
             round_results = _ingest_round(session, batch, handlers_for, rules)
         for position, result in zip(positions, round_results, strict=True):
             results[position] = result
+    count_new_events(
+        session,
+        [delivery for delivery, result in zip(deliveries, results, strict=True) if result.event_id],
+    )
     return results
 
 

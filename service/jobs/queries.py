@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from service.jobs.models import Job, JobEvent
+from service.jobs.rollups import counts_in_window
 from service.jobs.schemas import (
     EventOut,
     InstitutionStatsOut,
@@ -198,7 +199,7 @@ def status_counts_statement(
 def job_stats(
     session: Session, since: datetime, until: datetime, statuses: Sequence[int], top: int
 ) -> StatsOut:
-    rows = session.execute(status_counts_statement(since, until, statuses)).all()
+    rows = counts_in_window(session, since, until, statuses, status_counts_statement)
     return summarize_counts(rows, since, until, top)
 
 
@@ -276,15 +277,15 @@ def _matching(guids: Iterable[str], prefix: str) -> Iterable[str]:
 
 
 def status_counts(session: Session, since: datetime, until: datetime) -> list[StatusCountOut]:
-    """Events (status changes) in [since, until) per status, by code: read from the
-    (updated_at, status) index alone, without the per-event institution job_stats looks up."""
-    rows = session.execute(
-        select(JobEvent.status, func.max(JobEvent.status_name), func.count())
-        .where(JobEvent.updated_at >= since, JobEvent.updated_at < until)
-        .group_by(JobEvent.status)
-        .order_by(JobEvent.status)
-    )
+    """Events (status changes) in [since, until) per status, by code, from the rollups."""
+    events: dict[int, int] = defaultdict(int)
+    names: dict[int, str | None] = {}
+    for _, code, name, count in counts_in_window(
+        session, since, until, (), status_counts_statement
+    ):
+        events[code] += count
+        names[code] = status_name(code, name)
     return [
-        StatusCountOut(status=code, status_name=status_name(code, name), count=count)
-        for code, name, count in rows
+        StatusCountOut(status=code, status_name=names[code], count=count)
+        for code, count in sorted(events.items())
     ]
