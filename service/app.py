@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, g, request
 from sqlalchemy.exc import DataError, SQLAlchemyError
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     rules = CrossSourceRules.from_settings(settings)
-    app = Flask(__name__)
+    app = SyncFlask(__name__)
     # A doubled slash is a 404, not a redirect built from the client's Host header.
     app.url_map.merge_slashes = False
     app.extensions[EXTENSION_KEY] = AppState(
@@ -76,6 +77,14 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
     _register_error_handlers(app)
     return app
+
+
+class SyncFlask(Flask):
+    """Every view and hook here is synchronous; Flask would otherwise ask of each one, on every
+    request, whether it is a coroutine (ensure_sync is the hook Flask documents for this)."""
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        return func
 
 
 def _register_request_id(app: Flask) -> None:

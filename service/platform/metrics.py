@@ -89,6 +89,10 @@ def render(scraped: Collector) -> tuple[bytes, str]:
     return generate_latest(REGISTRY) + generate_latest(registry), CONTENT_TYPE_LATEST
 
 
+# Each (route, method, status)'s histogram, looked up once per process rather than per request.
+_DURATION_CHILDREN: dict[tuple[str, str, str], Histogram] = {}
+
+
 class RequestTimer:
     """Started in before_request, observed in after_request."""
 
@@ -101,9 +105,14 @@ class RequestTimer:
         `route` is a rule of the app's url_map (or "unmatched"), never the requested path.
         """
         elapsed = time.perf_counter() - self.started
-        REQUEST_DURATION.labels(
-            route=route,
-            method=method if method in KNOWN_METHODS else OTHER,
-            status=str(status) if 100 <= status <= 599 else OTHER,
-        ).observe(elapsed)
+        key = (
+            route,
+            method if method in KNOWN_METHODS else OTHER,
+            str(status) if 100 <= status <= 599 else OTHER,
+        )
+        child = _DURATION_CHILDREN.get(key)
+        if child is None:
+            # Bounded: routes are the app's rules, methods and statuses fixed sets.
+            child = _DURATION_CHILDREN[key] = REQUEST_DURATION.labels(*key)
+        child.observe(elapsed)
         return elapsed
