@@ -8,6 +8,7 @@ from sqlalchemy import Connection
 from service.config import Settings
 from service.platform.db import make_engine
 from service.platform.models import all_models
+from service.platform.partitions import include_name
 
 config = context.config
 target_metadata = all_models().metadata
@@ -24,6 +25,8 @@ def run_with(connection: Connection) -> None:
         # SQLite cannot ALTER most things in place; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # Partitions are made by the worker and `jobhooks db maintain`, not by the models.
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, or_
 from sqlalchemy.orm import Session
 
-from service.jobs.deliveries import HandlersFor, JobDelivery, dedup_key
+from service.jobs.deliveries import HandlersFor, JobDelivery, dedup_key, filed_at
 from service.jobs.models import Job, JobEvent
 from service.jobs.rollups import count_new_events
 from service.jobs.round_statement import fits_one_statement, ingest_round_in_one_statement
@@ -28,6 +28,7 @@ from service.members.cross_source import (
 from service.outbox.enqueue import OwedRuns, RunOwner, queue_many
 from service.platform.bulk import BulkWrite, insert_new
 from service.platform.db import insert_for_dialect, is_postgresql
+from service.platform.delivery_ids import DeliveryKind, claim_delivery_id
 from service.platform.outcomes import IngestResult, Outcome
 
 
@@ -127,7 +128,10 @@ def _ingest_round(
     owed = [
         OwedRuns(
             RunOwner(
-                event_id=event_id, job_guid=delivery.job.guid, member_guid=delivery.job.member_guid
+                event_id=event_id,
+                job_guid=delivery.job.guid,
+                member_guid=delivery.job.member_guid,
+                filed_at=filed_at(delivery.job),
             ),
             wired,
             delivery.received_at,
@@ -208,6 +212,7 @@ EVENT_COLUMNS = (
     "dedup_key",
     "delivery_id",
     "payload",
+    "filed_at",
 )
 JOB_COLUMNS = (
     "guid",
@@ -257,6 +262,10 @@ JOB_UPSERT = BulkWrite(_job_upsert)
 
 def _insert_events(session: Session, deliveries: Sequence[JobDelivery]) -> list[int | None]:
     """Each delivery's new event id, or None where the unique keys found it already stored."""
+    claimed = [
+        claim_delivery_id(session, DeliveryKind.JOB, delivery.delivery_id, delivery.received_at)
+        for delivery in deliveries
+    ]
     rows = [
         {
             "job_guid": delivery.job.guid,
@@ -267,10 +276,16 @@ def _insert_events(session: Session, deliveries: Sequence[JobDelivery]) -> list[
             "dedup_key": dedup_key(delivery.job),
             "delivery_id": delivery.delivery_id,
             "payload": delivery.raw,
+            "filed_at": filed_at(delivery.job),
         }
-        for delivery in deliveries
+        for delivery, new in zip(deliveries, claimed, strict=True)
+        if new
     ]
-    return [returned[0][0] if returned else None for returned in EVENT_INSERT.run(session, rows)]
+    inserted = iter(EVENT_INSERT.run(session, rows))
+    return [
+        (returned[0][0] if (returned := next(inserted)) else None) if new else None
+        for new in claimed
+    ]
 
 
 def _advance_current_states(

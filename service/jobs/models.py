@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    ForeignKey,
     Index,
     Integer,
     SmallInteger,
@@ -27,10 +26,13 @@ class JobEvent(Base):
 
     __tablename__ = "job_events"
     __table_args__ = (
-        UniqueConstraint("dedup_key", name="uq_job_events_dedup_key"),
-        UniqueConstraint("delivery_id", name="uq_job_events_delivery_id"),
+        # A unique key must hold the partition key (PostgreSQL requires it): filed_at is a
+        # function of the body, so every copy of one body meets its twin in one partition.
+        # webhook-ids are held unique in delivery_ids (service/platform/delivery_ids.py).
+        UniqueConstraint("dedup_key", "filed_at", name="uq_job_events_dedup_key"),
         Index("ix_job_events_job_guid_updated_at", "job_guid", "updated_at"),
         Index("ix_job_events_updated_at_status", "updated_at", "status"),
+        {"postgresql_partition_by": "RANGE (filed_at)"},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -43,6 +45,9 @@ class JobEvent(Base):
     dedup_key: Mapped[str] = mapped_column(String(64))
     delivery_id: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
     payload: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    # The partition key (service/platform/partitions.py): MX's updated_at, which a retry repeats,
+    # or UNDATED for a body without one. PostgreSQL's primary key is (id, filed_at).
+    filed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Job(Base):
@@ -70,7 +75,9 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    current_event_id: Mapped[int] = mapped_column(BigId, ForeignKey("job_events.id"))
+    # No foreign key: job_events is partitioned and ages out by partition; retention keeps the
+    # current event of every job it keeps (service/webhooks/retention.py).
+    current_event_id: Mapped[int] = mapped_column(BigId)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     first_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
-from service.jobs.deliveries import JobDelivery
+from service.jobs.deliveries import JobDelivery, filed_at
 from service.jobs.statuses import status_name
 from service.members.cross_source import (
     CHALLENGE_ENDING_JOB_STATUSES,
@@ -36,6 +36,7 @@ from service.members.cross_source import (
 from service.outbox.models import RunState
 from service.outbox.wakeups import HANDLER_RUNS_CHANNEL
 from service.platform.bulk import NumberedStatement
+from service.platform.delivery_ids import DeliveryKind
 from service.platform.outcomes import IngestResult, Outcome
 
 # Each delivery's fields as the statement reads them from the round's JSON document.
@@ -44,7 +45,7 @@ _DELIVERY_COLUMNS = (
     "received_at timestamptz, dedup_key text, delivery_id text, payload jsonb, member_guid text, "
     "user_guid text, institution_guid text, is_authenticated boolean, error_message text, "
     "created_at timestamptz, started_at timestamptz, finished_at timestamptz, "
-    "ends_challenge boolean"
+    "ends_challenge boolean, filed_at timestamptz"
 )
 # One record per handler run a delivery owes if it becomes current, before prompt de-duplication.
 _RUN_COLUMNS = "position int, n int, handler text, idempotency_key text, prompts boolean"
@@ -74,11 +75,25 @@ WITH input AS (
     SELECT * FROM jsonb_to_recordset(%(deliveries)s::jsonb) AS delivery({_DELIVERY_COLUMNS})
 ), wired AS (
     SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS run({_RUN_COLUMNS})
+), first_of_id AS (
+    SELECT DISTINCT ON (delivery_id) delivery_id, received_at, position FROM input
+    WHERE delivery_id IS NOT NULL ORDER BY delivery_id, position
+), claimed_id AS (
+    INSERT INTO delivery_ids (kind, delivery_id, received_at)
+    SELECT %(delivery_kind)s, delivery_id, received_at FROM first_of_id ORDER BY position
+    ON CONFLICT DO NOTHING
+    RETURNING delivery_id
 ), events AS (
     INSERT INTO job_events
-        (job_guid, status, status_name, updated_at, received_at, dedup_key, delivery_id, payload)
-    SELECT job_guid, status, status_name, updated_at, received_at, dedup_key, delivery_id, payload
-    FROM input ORDER BY position
+        (job_guid, status, status_name, updated_at, received_at, dedup_key, delivery_id, payload,
+         filed_at)
+    SELECT job_guid, status, status_name, updated_at, received_at, dedup_key, delivery_id, payload,
+        filed_at
+    FROM input
+    WHERE delivery_id IS NULL OR position IN (
+        SELECT position FROM first_of_id JOIN claimed_id USING (delivery_id)
+    )
+    ORDER BY position
     ON CONFLICT DO NOTHING
     RETURNING id, job_guid
 ), stored AS (
@@ -125,10 +140,10 @@ WITH input AS (
 ), queued AS (
     INSERT INTO handler_runs
         (event_id, job_guid, member_guid, handler, state, attempts, due_at, idempotency_key,
-         created_at, updated_at)
+         created_at, updated_at, filed_at)
     SELECT current_state.event_id, current_state.job_guid, current_state.member_guid,
         wired.handler, %(pending)s, 0, current_state.received_at, wired.idempotency_key,
-        current_state.received_at, current_state.received_at
+        current_state.received_at, current_state.received_at, current_state.filed_at
     FROM wired JOIN current_state USING (position)
     WHERE NOT wired.prompts OR current_state.member_guid IS NULL
         OR (current_state.member_guid, wired.handler) IN (SELECT member_guid, handler FROM claimed)
@@ -194,6 +209,7 @@ def ingest_round_in_one_statement(
             "finished_at": delivery.job.finished_at,
             "ends_challenge": delivery.job.member_guid is not None
             and delivery.job.status in CHALLENGE_ENDING_JOB_STATUSES,
+            "filed_at": filed_at(delivery.job),
         }
         for position, (delivery, key) in enumerate(zip(deliveries, dedup_keys, strict=True))
     ]
@@ -217,6 +233,7 @@ def ingest_round_in_one_statement(
         "prompt_source": PromptSource.JOB.value,
         "prompt_window": prompt_window,
         "pending": RunState.PENDING.value,
+        "delivery_kind": DeliveryKind.JOB.value,
         "channel": HANDLER_RUNS_CHANNEL,
     }
     answers = ROUND.run(session, params)

@@ -63,6 +63,10 @@ def ingest_data_update(session: Session, delivery: DataUpdateDelivery) -> Ingest
     update_id = session.execute(statement).scalar_one_or_none()
     if update_id is None:
         return IngestResult(Outcome.DUPLICATE)
-    owner = RunOwner(data_update_id=update_id, member_guid=update.member_guid)
+    owner = RunOwner(
+        data_update_id=update_id,
+        member_guid=update.member_guid,
+        filed_at=update.completed_at or delivery.received_at,
+    )
     run_ids = queue_runs(session, owner, DATA_UPDATE_HANDLERS, delivery.received_at)
     return IngestResult(Outcome.ACCEPTED, update_id, run_ids)

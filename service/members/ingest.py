@@ -36,6 +36,7 @@ from service.members.statuses import (
 )
 from service.outbox.enqueue import RunOwner, queue_runs
 from service.platform.db import insert_for
+from service.platform.delivery_ids import DeliveryKind, claim_delivery_id
 from service.platform.logs import log
 from service.platform.metrics import record_status_table_disagreement
 from service.platform.outcomes import IngestResult, Outcome
@@ -224,6 +225,12 @@ def _insert_event(
     source: EventTimeSource,
 ) -> int | None:
     report = delivery.report
+    # MX re-signs each retry, so a copy's event_at, hence its partition, may differ: the
+    # webhook-id is held unique apart.
+    if not claim_delivery_id(
+        session, DeliveryKind.MEMBER, delivery.delivery_id, delivery.received_at
+    ):
+        return None
     # Unique keys, not a read-then-write, so two racing copies of one delivery store one row.
     statement = (
         insert_for(session, MemberEvent)
@@ -358,7 +365,9 @@ def _queue_member_runs(
         now,
         rules.prompt_window,
     )
-    owner = RunOwner(member_event_id=event_id, member_guid=member_guid)
+    owner = RunOwner(
+        member_event_id=event_id, member_guid=member_guid, filed_at=event_time(delivery)[0]
+    )
     run_ids = queue_runs(session, owner, handlers, now)
     if is_outage_signal(status.code, status.name) and institution_guid is not None:
         run_ids += _outage_alert(session, owner, institution_guid, now, rules)

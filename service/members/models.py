@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -25,9 +24,11 @@ class MemberEvent(Base):
 
     __tablename__ = "member_events"
     __table_args__ = (
-        UniqueConstraint("dedup_key", name="uq_member_events_dedup_key"),
-        UniqueConstraint("delivery_id", name="uq_member_events_delivery_id"),
+        # event_at is the partition key; a dedup_key names event_at whenever MX dated the event.
+        # delivery_id is unique through delivery_ids: a retry's event_at may differ.
+        UniqueConstraint("dedup_key", "event_at", name="uq_member_events_dedup_key"),
         Index("ix_member_events_member_guid_event_at", "member_guid", "event_at"),
+        {"postgresql_partition_by": "RANGE (event_at)"},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -79,7 +80,8 @@ class Member(Base):
     connection_status: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
     connection_status_message: Mapped[str | None] = mapped_column(Text)
     event_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    current_event_id: Mapped[int] = mapped_column(BigId, ForeignKey("member_events.id"))
+    # No foreign key: member_events is partitioned; retention keeps every member's current event.
+    current_event_id: Mapped[int] = mapped_column(BigId)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     first_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -28,6 +28,8 @@ class RunOwner:
     data_update_id: int | None = None
     member_guid: str | None = None
     context: dict[str, Any] | None = None
+    # The owner's partition key, which its runs share (HandlerRun.filed_at); None: no owner.
+    filed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ def queue_many(session: Session, owed: Sequence[OwedRuns]) -> list[list[int]]:
             "idempotency_key": f"msg_{uuid.uuid4().hex}",
             "created_at": runs.now,
             "updated_at": runs.now,
+            "filed_at": runs.owner.filed_at or runs.now,
         }
         for runs in owed
         for handler in runs.handlers
@@ -90,5 +93,6 @@ RUN_COLUMNS = (
     "idempotency_key",
     "created_at",
     "updated_at",
+    "filed_at",
 )
 RUN_INSERT = insert_new(HandlerRun.__table__, RUN_COLUMNS)

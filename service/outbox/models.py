@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -74,10 +73,15 @@ class HandlerRun(Base):
 
     __tablename__ = "handler_runs"
     __table_args__ = (
-        UniqueConstraint("event_id", "handler", name="uq_handler_runs_event_handler"),
-        UniqueConstraint("member_event_id", "handler", name="uq_handler_runs_member_event_handler"),
-        UniqueConstraint("data_update_id", "handler", name="uq_handler_runs_data_update_handler"),
-        UniqueConstraint("idempotency_key", name="uq_handler_runs_idempotency_key"),
+        # filed_at (the partition key) follows from the owner, so each key is as exact as before.
+        UniqueConstraint("event_id", "handler", "filed_at", name="uq_handler_runs_event_handler"),
+        UniqueConstraint(
+            "member_event_id", "handler", "filed_at", name="uq_handler_runs_member_event_handler"
+        ),
+        UniqueConstraint(
+            "data_update_id", "handler", "filed_at", name="uq_handler_runs_data_update_handler"
+        ),
+        UniqueConstraint("idempotency_key", "filed_at", name="uq_handler_runs_idempotency_key"),
         CheckConstraint(AT_MOST_ONE_OWNER, name="ck_handler_runs_at_most_one_owner"),
         Index("ix_handler_runs_state_due_at", "state", "due_at"),
         # The worker's claims, each an index range scan in its own order (migration 0005).
@@ -105,14 +109,17 @@ class HandlerRun(Base):
         ),
         Index("ix_handler_runs_job_guid", "job_guid"),
         Index("ix_handler_runs_member_guid", "member_guid"),
+        {"postgresql_partition_by": "RANGE (filed_at)"},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     # Exactly one of event_id (a job event), member_event_id (a CONNECTION_STATUS or MEMBER
     # event) and data_update_id (a data-updated webhook).
-    event_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("job_events.id"))
-    member_event_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("member_events.id"))
-    data_update_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("member_data_updates.id"))
+    # Ids without foreign keys: the owners' tables are partitioned or age out on their own, and
+    # retention keeps the owner of every run it keeps (service/webhooks/retention.py).
+    event_id: Mapped[int | None] = mapped_column(BigId)
+    member_event_id: Mapped[int | None] = mapped_column(BigId)
+    data_update_id: Mapped[int | None] = mapped_column(BigId)
     job_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
     # Set for member events and for job events of a job that names its member.
     member_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
@@ -130,6 +137,9 @@ class HandlerRun(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # first claimed by a worker
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The partition key: its owner's (a job event's filed_at, a member event's event_at, a data
+    # update's event_at), so runs age out with the event that owes them; created_at without one.
+    filed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class HandlerState(Base):

@@ -50,7 +50,7 @@ def replay(
     events = session.scalars(_replayable(JOB_HISTORY, since, until, statuses)).all()
     owed = [
         OwedReplay(
-            RunOwner(event_id=event.id, job_guid=event.job_guid),
+            RunOwner(event_id=event.id, job_guid=event.job_guid, filed_at=event.filed_at),
             handlers_for(event.status),
             HandlerRun.event_id == event.id,
         )
@@ -78,7 +78,9 @@ def replay_member_events(
     events = session.scalars(_replayable(MEMBER_HISTORY, since, until, statuses)).all()
     owed = [
         OwedReplay(
-            RunOwner(member_event_id=event.id, member_guid=event.member_guid),
+            RunOwner(
+                member_event_id=event.id, member_guid=event.member_guid, filed_at=event.event_at
+            ),
             handlers_for(event.connection_status_id, event.connection_status),
             HandlerRun.member_event_id == event.id,
         )

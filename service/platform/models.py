@@ -23,6 +23,7 @@ DOMAIN_MODELS = (
     "service.members.models",
     "service.outbox.models",
     "service.webhooks.models",
+    "service.platform.delivery_ids",
 )
 
 

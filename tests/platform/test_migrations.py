@@ -15,6 +15,7 @@ from service.platform import migrations as migrate
 from service.platform.checks import run_checks
 from service.platform.db import make_engine
 from service.platform.models import Base
+from service.platform.partitions import include_name
 from service.platform.schema_version import SCHEMA_HEAD
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,9 @@ def schema_drift(database_url: str) -> list[object]:
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "include_name": include_name}
+            )
             return list(compare_metadata(context, Base.metadata))
     finally:
         engine.dispose()
