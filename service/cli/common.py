@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import click
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
 from service.platform.db import make_engine, make_session_factory, transaction
@@ -40,6 +40,16 @@ def operator_session() -> Iterator[Session]:
     try:
         with transaction(make_session_factory(engine)) as session:
             yield session
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def operator_sessions() -> Iterator[sessionmaker[Session]]:
+    """Sessions on the configured database, for a command that commits in several steps."""
+    engine = make_engine(Settings.from_env().database_url, pool_size=1)
+    try:
+        yield make_session_factory(engine)
     finally:
         engine.dispose()
 

@@ -1,11 +1,15 @@
-"""`jobhooks db upgrade|downgrade`: the schema, through Alembic."""
+"""`jobhooks db upgrade|downgrade|maintain`: the schema, through Alembic, and its partitions."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
 
+from service.cli.common import operator_session
 from service.config import Settings
 from service.platform import migrations
+from service.platform.partitions import maintain
 
 
 @click.group()
@@ -29,3 +33,14 @@ def db_downgrade(revision: str) -> None:
     settings = Settings.from_env()
     migrations.downgrade(settings.database_url, revision)
     click.echo(f"database at {revision}")
+
+
+@db.command("maintain")
+def db_maintain() -> None:
+    """Create the history tables' partitions ahead (PostgreSQL; the worker does it too)."""
+    with operator_session() as session:
+        result = maintain(session, datetime.now(UTC))
+    if result.skipped:
+        click.echo("nothing to do: SQLite, or another process holds the maintenance lock")
+        return
+    click.echo(f"partitions created: {', '.join(result.created) or 'none needed'}")

@@ -1,4 +1,4 @@
-"""`jobhooks purge --older-than 90d`: retention of raw payloads."""
+"""`jobhooks purge --older-than 90d`: retention of history (service/webhooks/retention.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import click
 
-from service.cli.common import operator_session
+from service.cli.common import operator_sessions
 from service.webhooks.retention import parse_age
 from service.webhooks.retention import purge as purge_older
 
@@ -14,16 +14,23 @@ from service.webhooks.retention import purge as purge_older
 @click.command()
 @click.option("--older-than", "older_than", required=True, help="age such as 90d, 12h or 30m")
 def purge(older_than: str) -> None:
-    """Remove raw payloads and quarantined bodies older than an age; keep the compact history."""
+    """Drop history older than an age (whole partitions on PostgreSQL), retire finished jobs;
+    keep unfinished jobs, owed and dead runs and what they need, with their bodies removed."""
     try:
         age = parse_age(older_than)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--older-than") from None
     cutoff = datetime.now(UTC) - age
-    with operator_session() as session:
-        result = purge_older(session, cutoff)
+    with operator_sessions() as sessions:
+        result = purge_older(sessions, cutoff)
+    dropped = ", ".join(result.partitions_dropped) or "none"
+    deleted = ", ".join(f"{table} {count}" for table, count in result.rows_deleted.items())
+    kept = ", ".join(f"{table} {count}" for table, count in result.rows_kept.items()) or "none"
     click.echo(
-        f"purged before {cutoff.isoformat()}: {result.payloads_removed} event payloads, "
+        f"purged before {cutoff.isoformat()}: {result.jobs_retired} jobs retired; "
+        f"partitions dropped: {dropped} (about {result.rows_dropped_estimate} rows), "
+        f"rows kept from them: {kept}; rows deleted: {deleted}; "
+        f"{result.payloads_removed} event payloads, "
         f"{result.quarantined_bodies_removed} quarantined bodies, "
         f"{result.auth_failure_windows_removed} rate-limit windows"
     )

@@ -15,22 +15,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.handlers.deliveries import outbound_session
+from service.handlers.deliveries import Clock, outbound_session, utc_now
 from service.handlers.registry import handler_names, handler_plan, load_handlers
 from service.outbox.backoff import RetryPolicy
 from service.outbox.lanes import LaneBook
 from service.outbox.relevance import relevance
 from service.outbox.wakeups import HANDLER_RUNS_CHANNEL, WakeUps
 from service.outbox.worker import CLAIM_BATCH, CircuitPolicy, Worker
-from service.platform.db import make_engine, make_session_factory
+from service.platform.db import make_engine, make_session_factory, transaction
 from service.platform.logs import log
 from service.platform.notify import listener_for
+from service.platform.partitions import maintain
 
 logger = logging.getLogger("jobhooks.worker")
 
 # After a database error the loop waits this long, doubling up to the cap, before trying again.
 DATABASE_RETRY_SECONDS = 1.0
 DATABASE_RETRY_CAP_SECONDS = 30.0
+# How often a worker makes sure the coming months' partitions exist (one worker does the work).
+MAINTENANCE_SECONDS = 300.0
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -64,6 +67,26 @@ def serve(worker: Worker, stop: threading.Event, wakeups: WakeUps, poll: float) 
             wakeups.nudge()  # a full batch: there may be more, for an idle loop to take
         elif not claimed:
             wakeups.wait(poll)
+
+
+def maintain_periodically(
+    sessions: sessionmaker[Session],
+    stop: threading.Event,
+    interval: float = MAINTENANCE_SECONDS,
+    clock: Clock = utc_now,
+) -> None:
+    """Create partitions ahead now and every `interval` until `stop`: months ahead, so missing a
+    few rounds while the database is away costs nothing."""
+    while True:
+        try:
+            with transaction(sessions) as session:
+                result = maintain(session, clock())
+            if result.created:
+                log(logger, "partitions created", partitions=result.created)
+        except SQLAlchemyError as error:
+            log(logger, "partition maintenance failed", logging.ERROR, error=type(error).__name__)
+        if stop.wait(interval):
+            return
 
 
 def run_worker(settings: Settings) -> None:
@@ -110,6 +133,9 @@ def run_worker(settings: Settings) -> None:
         )
         for index, loop in enumerate(loops)
     ]
+    threads.append(
+        threading.Thread(target=maintain_periodically, args=(sessions, stop), name="maintenance")
+    )
     try:
         wakeups.start()
         for thread in threads:

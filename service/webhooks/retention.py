@@ -1,21 +1,60 @@
-"""Retention: drop raw payloads and quarantined bodies past an age, keep the compact history."""
+"""Retention: history older than a cut-off leaves, so every table is bounded by the window.
+
+What stays past the cut-off, whatever its age (the policy):
+- jobs not finished yet (no finished_at and not COMPLETED, PREVENTED, DENIED or HALTED), with
+  their current event: GET /jobs/<guid> still shows them;
+- handler runs still owed (pending, running) or dead (an operator may retry them), with the
+  event, job and data update each one needs to be delivered again;
+- every member's current state and its current event (members are not history);
+- the raw bodies of what stays are nulled, as before partitions.
+
+PostgreSQL: month partitions wholly before the cut-off are detached and dropped (constant time,
+whatever they hold); the few rows the policy keeps are first copied to the DEFAULT partition.
+A partition that straddles the cut-off stays until its month has passed, so history lives up
+to a month beyond the window there. The DEFAULT partition, SQLite and the plain tables (jobs,
+member_data_updates, delivery_ids) lose old rows by batched DELETEs, each batch its own short
+transaction.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import null, or_, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    exists,
+    null,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import Session, sessionmaker
 
-from service.jobs.models import JobEvent
-from service.members.models import MemberDataUpdate, MemberEvent
+from service.jobs.models import Job, JobEvent
+from service.members.models import Member, MemberDataUpdate, MemberEvent
+from service.outbox.models import HandlerRun, RunState
+from service.platform import partitions
+from service.platform.db import transaction
+from service.platform.delivery_ids import DeliveryId
+from service.platform.partitions import HANDLER_RUNS, JOB_EVENTS, MEMBER_EVENTS, PartitionedTable
 from service.webhooks.models import RejectedDelivery
 from service.webhooks.ratelimit import purge_auth_failures
 
 AGE_PATTERN = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
 AGE_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+# Rows one DELETE takes: short transactions, so ingest never waits long behind a purge.
+DELETE_BATCH = 5000
+# Runs retention keeps: still owed, or dead and waiting for an operator.
+KEPT_RUN_STATES = (RunState.PENDING, RunState.RUNNING, RunState.DEAD)
+# A job in one of these has finished even when MX left finished_at out.
+FINISHED_JOB_STATUSES = (6, 7, 8, 9)
 
 
 def parse_age(text: str) -> timedelta:
@@ -27,24 +66,184 @@ def parse_age(text: str) -> timedelta:
     return timedelta(**{AGE_UNITS[unit]: amount})
 
 
-@dataclass(frozen=True)
+@dataclass
 class PurgeResult:
-    payloads_removed: int
-    quarantined_bodies_removed: int
-    auth_failure_windows_removed: int
+    payloads_removed: int = 0
+    quarantined_bodies_removed: int = 0
+    auth_failure_windows_removed: int = 0
+    jobs_retired: int = 0
+    # Rows deleted one batch at a time, per table.
+    rows_deleted: dict[str, int] = field(default_factory=dict)
+    partitions_dropped: list[str] = field(default_factory=list)
+    # The planner's count of the rows the dropped partitions held (counting would cost a scan).
+    rows_dropped_estimate: int = 0
+    # Rows the policy kept out of dropped partitions (now in DEFAULT), per table.
+    rows_kept: dict[str, int] = field(default_factory=dict)
 
 
-def purge(session: Session, cutoff: datetime) -> PurgeResult:
-    """Raw bodies of job events, member events (with their X-CALLBACK-PAYLOAD) and data updates,
-    and quarantined bodies, received before the cutoff."""
-    payloads = sum(
+def purge(sessions: sessionmaker[Session], cutoff: datetime) -> PurgeResult:
+    """Everything received and dated before the cut-off, but what the policy keeps."""
+    result = PurgeResult()
+    result.jobs_retired = _in_batches(sessions, lambda session: _retire_jobs(session, cutoff))
+    # Runs first: the runs kept decide which events stay.
+    for table, model, keep in (
+        (HANDLER_RUNS, HandlerRun, _kept_run),
+        (JOB_EVENTS, JobEvent, _kept_job_event),
+        (MEMBER_EVENTS, MemberEvent, _kept_member_event),
+    ):
+        with transaction(sessions) as session:
+            if partitions.is_partitioned(session, table):
+                _drop_partitions(session, table, cutoff, result)
+        result.rows_deleted[table.name] = _in_batches(
+            sessions,
+            lambda session, t=table, m=model, k=keep: _delete_old(session, t, m, k(), cutoff),  # type: ignore[misc]
+        )
+    result.rows_deleted["member_data_updates"] = _in_batches(
+        sessions, lambda session: _delete_old_data_updates(session, cutoff)
+    )
+    result.rows_deleted["delivery_ids"] = _in_batches(
+        sessions,
+        lambda session: _delete_batch(
+            session, DeliveryId.__table__, DeliveryId.received_at < cutoff, "delivery_id"
+        ),
+    )
+    with transaction(sessions) as session:
+        result.payloads_removed = _null_payloads(session, cutoff)
+        bodies = session.execute(
+            update(RejectedDelivery)
+            .where(RejectedDelivery.received_at < cutoff, RejectedDelivery.body.is_not(None))
+            .values(body=None)
+        )
+        result.quarantined_bodies_removed = int(getattr(bodies, "rowcount", 0) or 0)
+        result.auth_failure_windows_removed = purge_auth_failures(session, cutoff)
+    return result
+
+
+def _in_batches(sessions: sessionmaker[Session], batch: Callable[[Session], int]) -> int:
+    """Run `batch` in transactions of its own until one removes less than a full batch."""
+    total = 0
+    while True:
+        with transaction(sessions) as session:
+            removed = batch(session)
+        total += removed
+        if removed < DELETE_BATCH:
+            return total
+
+
+def _delete_batch(session: Session, table: Any, old: ColumnElement[bool], key: str) -> int:
+    chosen = select(table.c[key]).where(old).limit(DELETE_BATCH).scalar_subquery()
+    deleted = session.execute(delete(table).where(table.c[key].in_(chosen)))
+    return int(getattr(deleted, "rowcount", 0) or 0)
+
+
+def _retire_jobs(session: Session, cutoff: datetime) -> int:
+    """Current states of jobs that finished before the cut-off and owe no kept run."""
+    finished = or_(Job.finished_at.is_not(None), Job.status.in_(FINISHED_JOB_STATUSES))
+    before = or_(Job.updated_at < cutoff, and_(Job.updated_at.is_(None), Job.received_at < cutoff))
+    owes = exists().where(HandlerRun.job_guid == Job.guid, HandlerRun.state.in_(KEPT_RUN_STATES))
+    return _delete_batch(session, Job.__table__, and_(before, finished, ~owes), "guid")
+
+
+def _kept_run() -> ColumnElement[bool]:
+    return HandlerRun.state.in_(KEPT_RUN_STATES)
+
+
+def _kept_job_event() -> ColumnElement[bool]:
+    current = exists().where(Job.guid == JobEvent.job_guid, Job.current_event_id == JobEvent.id)
+    owed = exists().where(HandlerRun.event_id == JobEvent.id, _kept_run())
+    return or_(current, owed)
+
+
+def _kept_member_event() -> ColumnElement[bool]:
+    current = exists().where(
+        Member.guid == MemberEvent.member_guid, Member.current_event_id == MemberEvent.id
+    )
+    owed = exists().where(HandlerRun.member_event_id == MemberEvent.id, _kept_run())
+    return or_(current, owed)
+
+
+def _delete_old(
+    session: Session,
+    table: PartitionedTable,
+    model: type[HandlerRun] | type[JobEvent] | type[MemberEvent],
+    keep: ColumnElement[bool],
+    cutoff: datetime,
+) -> int:
+    """One batch of old rows the policy does not keep: on PostgreSQL only DEFAULT holds any
+    (older partitions were dropped whole; the one straddling the cut-off waits its turn)."""
+    mapped: Any = model.__table__
+    old = and_(mapped.c[table.key] < cutoff, mapped.c[table.arrived] < cutoff, ~keep)
+    if partitions.is_partitioned(session, table):
+        first = partitions.partitions(session, table)
+        if first:
+            old = and_(old, mapped.c[table.key] < first[0].start)
+    return _delete_batch(session, mapped, old, "id")
+
+
+def _delete_old_data_updates(session: Session, cutoff: datetime) -> int:
+    owed = exists().where(HandlerRun.data_update_id == MemberDataUpdate.id, _kept_run())
+    old = and_(MemberDataUpdate.received_at < cutoff, ~owed)
+    return _delete_batch(session, MemberDataUpdate.__table__, old, "id")
+
+
+# What each partitioned table keeps of a month it drops, found from the side that points at it
+# through an index, so keeping costs what is kept, not what the month holds.
+KEEP_FROM_PARTITION = {
+    HANDLER_RUNS.name: "SELECT * FROM {partition} WHERE state IN ('pending', 'running', 'dead')",
+    JOB_EVENTS.name: (
+        "SELECT * FROM {partition} WHERE id IN ("
+        "SELECT current_event_id FROM jobs WHERE updated_at >= :start AND updated_at < :end"
+        " UNION SELECT event_id FROM handler_runs WHERE event_id IS NOT NULL"
+        " AND filed_at >= :start AND filed_at < :end AND state IN ('pending', 'running', 'dead'))"
+    ),
+    MEMBER_EVENTS.name: (
+        "SELECT * FROM {partition} WHERE id IN ("
+        "SELECT current_event_id FROM members WHERE event_at >= :start AND event_at < :end"
+        " UNION SELECT member_event_id FROM handler_runs WHERE member_event_id IS NOT NULL"
+        " AND filed_at >= :start AND filed_at < :end AND state IN ('pending', 'running', 'dead'))"
+    ),
+}
+
+
+def _drop_partitions(
+    session: Session, table: PartitionedTable, cutoff: datetime, result: PurgeResult
+) -> None:
+    """Detach every month wholly before the cut-off, copy what the policy keeps into DEFAULT
+    (the month's range is gone, so that is where its rows now belong), drop the month."""
+    old = [
+        partition for partition in partitions.partitions(session, table) if partition.end <= cutoff
+    ]
+    for partition in old:
+        result.rows_dropped_estimate += partitions.estimated_rows(session, partition)
+        partitions.detach(session, table, partition)
+        kept = KEEP_FROM_PARTITION[table.name].format(partition=partition.name)
+        copied = session.execute(
+            text(f"INSERT INTO {table.name} {kept}"),  # noqa: S608 (our names)
+            {"start": partition.start, "end": partition.end},
+        )
+        result.rows_kept[table.name] = result.rows_kept.get(table.name, 0) + int(
+            getattr(copied, "rowcount", 0) or 0
+        )
+        partitions.drop(session, [partition])
+        result.partitions_dropped.append(partition.name)
+
+
+def _null_payloads(session: Session, cutoff: datetime) -> int:
+    """Raw bodies of what stays past the cut-off: job events, member events (with their
+    X-CALLBACK-PAYLOAD) and data updates."""
+    return sum(
         int(getattr(session.execute(statement), "rowcount", 0) or 0)
         for statement in (
             update(JobEvent)
-            .where(JobEvent.received_at < cutoff, JobEvent.payload.is_not(None))
+            .where(
+                JobEvent.filed_at < cutoff,
+                JobEvent.received_at < cutoff,
+                JobEvent.payload.is_not(None),
+            )
             .values(payload=null()),
             update(MemberEvent)
             .where(
+                MemberEvent.event_at < cutoff,
                 MemberEvent.received_at < cutoff,
                 or_(MemberEvent.payload.is_not(None), MemberEvent.callback_payload.is_not(None)),
             )
@@ -53,14 +252,4 @@ def purge(session: Session, cutoff: datetime) -> PurgeResult:
             .where(MemberDataUpdate.received_at < cutoff, MemberDataUpdate.payload.is_not(None))
             .values(payload=null()),
         )
-    )
-    bodies = session.execute(
-        update(RejectedDelivery)
-        .where(RejectedDelivery.received_at < cutoff, RejectedDelivery.body.is_not(None))
-        .values(body=None)
-    )
-    return PurgeResult(
-        payloads_removed=payloads,
-        quarantined_bodies_removed=int(getattr(bodies, "rowcount", 0) or 0),
-        auth_failure_windows_removed=purge_auth_failures(session, cutoff),
     )
