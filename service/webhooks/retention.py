@@ -10,10 +10,10 @@ What stays past the cut-off, whatever its age (the policy):
 
 PostgreSQL: month partitions wholly before the cut-off are detached and dropped (constant time,
 whatever they hold); the few rows the policy keeps are first copied to the DEFAULT partition.
-A partition that straddles the cut-off stays until its month has passed, so history lives up
-to a month beyond the window there. The DEFAULT partition, SQLite and the plain tables (jobs,
-member_data_updates, delivery_ids) lose old rows by batched DELETEs, each batch its own short
-transaction.
+A partition that straddles the cut-off stays whole, bodies included, until its month has
+passed: history lives up to a month beyond the window there. The DEFAULT partition, SQLite
+and the plain tables (jobs, member_data_updates, delivery_ids) lose old rows by batched
+DELETEs, each batch its own short transaction.
 """
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     and_,
+    column,
     delete,
     exists,
     null,
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.orm import Session, sessionmaker
@@ -173,11 +175,18 @@ def _delete_old(
     (older partitions were dropped whole; the one straddling the cut-off waits its turn)."""
     mapped: Any = model.__table__
     old = and_(mapped.c[table.key] < cutoff, mapped.c[table.arrived] < cutoff, ~keep)
-    if partitions.is_partitioned(session, table):
-        first = partitions.partitions(session, table)
-        if first:
-            old = and_(old, mapped.c[table.key] < first[0].start)
-    return _delete_batch(session, mapped, old, "id")
+    return _delete_batch(session, mapped, and_(old, _outside_months(session, table)), "id")
+
+
+def _outside_months(session: Session, table: PartitionedTable) -> ColumnElement[bool]:
+    """On PostgreSQL, rows older than the oldest month partition, i.e. in DEFAULT: what a month
+    partition holds leaves with the month, and reading one row by row would cost its size."""
+    months = (
+        partitions.partitions(session, table) if partitions.is_partitioned(session, table) else []
+    )
+    if not months:
+        return true()
+    return column(table.key) < months[0].start
 
 
 def _delete_old_data_updates(session: Session, cutoff: datetime) -> int:
@@ -230,7 +239,7 @@ def _drop_partitions(
 
 def _null_payloads(session: Session, cutoff: datetime) -> int:
     """Raw bodies of what stays past the cut-off: job events, member events (with their
-    X-CALLBACK-PAYLOAD) and data updates."""
+    X-CALLBACK-PAYLOAD) and data updates (on PostgreSQL, of the rows retention kept)."""
     return sum(
         int(getattr(session.execute(statement), "rowcount", 0) or 0)
         for statement in (
@@ -238,6 +247,7 @@ def _null_payloads(session: Session, cutoff: datetime) -> int:
             .where(
                 JobEvent.filed_at < cutoff,
                 JobEvent.received_at < cutoff,
+                _outside_months(session, JOB_EVENTS),
                 JobEvent.payload.is_not(None),
             )
             .values(payload=null()),
@@ -245,6 +255,7 @@ def _null_payloads(session: Session, cutoff: datetime) -> int:
             .where(
                 MemberEvent.event_at < cutoff,
                 MemberEvent.received_at < cutoff,
+                _outside_months(session, MEMBER_EVENTS),
                 or_(MemberEvent.payload.is_not(None), MemberEvent.callback_payload.is_not(None)),
             )
             .values(payload=null(), callback_payload=None),
