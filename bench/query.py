@@ -106,7 +106,7 @@ JOB_TIME_SQL = "(:now - make_interval(secs => (:jobs - j) * :spacing))"
 
 LOAD_EVENTS = f"""
 INSERT INTO job_events
-    (id, job_guid, status, status_name, updated_at, received_at, dedup_key, payload)
+    (id, job_guid, status, status_name, updated_at, received_at, dedup_key, payload, filed_at)
 SELECT g,
        'JOB-' || lpad(j::text, 9, '0'),
        s,
@@ -124,7 +124,8 @@ SELECT g,
            'is_authenticated', s NOT IN (7, 8),
            'error_message', CASE WHEN s = 9 THEN 'institution unavailable' END,
            'created_at', {JOB_TIME_SQL},
-           'updated_at', t)
+           'updated_at', t),
+       t
 FROM (
     SELECT g, (g - 1) / {EVENTS_PER_JOB} AS j, (g - 1) % {EVENTS_PER_JOB} AS k
     FROM generate_series(1, :jobs * {EVENTS_PER_JOB}) AS g
@@ -151,11 +152,12 @@ WHERE e.id % {EVENTS_PER_JOB} = 0
 LOAD_HANDLER_RUNS = """
 INSERT INTO handler_runs
     (event_id, job_guid, handler, state, attempts, due_at, idempotency_key, created_at,
-     updated_at, finished_at)
+     updated_at, finished_at, filed_at)
 SELECT current_event_id, guid,
        CASE status WHEN 2 THEN 'mfa_prompt' WHEN 6 THEN 'data_ready' WHEN 9 THEN 'alert'
                    ELSE 'user_action_required' END,
-       'succeeded', 1, received_at, 'msg_' || md5(guid), received_at, received_at, received_at
+       'succeeded', 1, received_at, 'msg_' || md5(guid), received_at, received_at, received_at,
+       updated_at
 FROM jobs
 WHERE status IN (2, 6, 7, 8, 9)
 """
