@@ -15,8 +15,8 @@
 
 PostgreSQL: each table is rebuilt as a partitioned table (a DEFAULT partition and one per month
 that holds rows, plus the current one and three ahead) and its rows copied: 27 s for a million
-job events (with their 143k jobs and 100k runs) on the development machine (README, "Scaling out"); the tables are locked
-meanwhile. SQLite keeps plain tables with the same columns and keys.
+job events (with their 143k jobs and 100k runs) on the development machine (README, "Scaling
+out"); the tables are locked meanwhile. SQLite keeps plain tables with the same columns and keys.
 
 Revision ID: 0009_time_partitioned_history
 Revises: 0008_job_status_rollups
