@@ -83,7 +83,7 @@ def wait_for_log(
 
 def access_pids(served: Served, after_line: int = 0) -> set[object]:
     lines = log_lines(served)[after_line:]
-    return {line.get("pid") for line in lines if line.get("logger") == "gunicorn.access"}
+    return {line.get("pid") for line in lines if line.get("logger") == "jobhooks.access"}
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
