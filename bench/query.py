@@ -8,6 +8,11 @@ latency targets and the other lists.
 
     .venv/bin/python bench/query.py [--database-url URL] [--jobs 100000] [--requests 1000]
                                     [--reuse] [--no-http] [--no-explain]
+                                    [--ingest-seconds 8] [--purge]
+
+It also prints table + index bytes per row; --ingest-seconds times ingest on the loaded database
+against an empty one; --purge finally times `jobhooks purge` of the oldest loaded month (and
+removes it: use it last). --jobs 1000000 loads ten million events.
 
 --reuse keeps the loaded data when the database already holds the requested size.
 """
@@ -18,6 +23,7 @@ import argparse
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -27,15 +33,23 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from compare import Load, recreate_postgres_database, run_wrk
 from flask.testing import FlaskClient
-from receivers import API_TOKEN, BASIC_PASSWORD, BASIC_USER, ensure_database, served_service
+from receivers import (
+    API_TOKEN,
+    BASIC_PASSWORD,
+    BASIC_USER,
+    JOBS_PATH,
+    ensure_database,
+    served_service,
+)
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service import migrate  # noqa: E402
 from service.api.cursors import cursor_key, cursor_scope, encode_cursor  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.config import Settings  # noqa: E402
@@ -47,6 +61,8 @@ from service.jobs.queries import (  # noqa: E402
     undated_jobs,
 )
 from service.jobs.schemas import JobFilters  # noqa: E402
+from service.platform import migrations as migrate  # noqa: E402
+from service.platform import partitions  # noqa: E402
 from service.platform.db import make_engine  # noqa: E402
 from service.platform.models import Base  # noqa: E402
 from service.platform.pages import Position  # noqa: E402
@@ -172,14 +188,40 @@ FROM generate_series(1, 10000) AS g
 """
 
 
+# The hourly counts /stats reads, as ingest would have kept them (migration 0008's backfill).
+LOAD_ROLLUPS = """
+INSERT INTO job_status_rollups (hour_start, status, institution_key, shard, status_name, events)
+SELECT date_trunc('hour', e.updated_at), e.status, coalesce(j.institution_guid, ''), 0,
+       max(e.status_name), count(*)
+FROM job_events AS e LEFT JOIN jobs AS j ON j.guid = e.job_guid
+WHERE e.updated_at IS NOT NULL
+GROUP BY 1, 2, 3
+"""
+
+
+def create_history_partitions(engine: Engine, now: datetime) -> None:
+    """Month partitions for the whole loaded span, as the worker keeps them ahead in production."""
+    with Session(engine) as session, session.begin():
+        for table in partitions.PARTITIONED:
+            existing = {partition.name for partition in partitions.partitions(session, table)}
+            start = partitions.month_start(now - timedelta(days=HISTORY_DAYS + 1))
+            while start <= now:
+                partition = partitions.partition_for(table, start)
+                if partition.name not in existing:
+                    partitions.create_partition(session, table, partition)
+                start = partitions.next_month(start)
+
+
 def load(engine: Engine, jobs: int, now: datetime) -> None:
     spacing = HISTORY_DAYS * 86400 / jobs  # jobs spread over the last HISTORY_DAYS days
     params = {"jobs": jobs, "now": now, "spacing": spacing}
+    create_history_partitions(engine, now)
     steps = [
         ("job_events", LOAD_EVENTS, params),
         ("jobs", LOAD_JOBS, {}),
         ("handler_runs", LOAD_HANDLER_RUNS, {}),
         ("rejected_deliveries", LOAD_REJECTED, {"now": now}),
+        ("job_status_rollups", LOAD_ROLLUPS, {}),
     ]
     with engine.begin() as connection:
         for table, statement, bound in steps:
@@ -224,6 +266,7 @@ def endpoints(jobs: int, secret_key: bytes, now: datetime) -> list[Endpoint]:
 
     hour_ago = (now - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
     day_ago = (now - timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    month_ago = (now - timedelta(days=30)).isoformat().replace("+00:00", "Z")
     until = now.isoformat().replace("+00:00", "Z")
     return [
         # The same stack with no database: when the machine is busy this moves too.
@@ -243,6 +286,11 @@ def endpoints(jobs: int, secret_key: bytes, now: datetime) -> list[Endpoint]:
         Endpoint(
             "GET /stats (last day)",
             lambda rng: f"/stats?since={day_ago}&until={until}",
+            share=10,
+        ),
+        Endpoint(
+            "GET /stats (30 days)",
+            lambda rng: f"/stats?since={month_ago}&until={until}",
             share=10,
         ),
         Endpoint("GET /rejected-deliveries", lambda rng: "/rejected-deliveries"),
@@ -352,6 +400,66 @@ def explain_all(engine: Engine, jobs: int, now: datetime) -> None:
     )
 
 
+def storage(engine: Engine) -> None:
+    """Table + index bytes per stored row of each history table, over all its partitions."""
+    print("\nstorage (table + indexes, every partition):")
+    with engine.connect() as connection:
+        for table in ("job_events", "jobs", "handler_runs", "job_status_rollups"):
+            size = connection.execute(
+                text(
+                    "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) "
+                    "FROM pg_partition_tree(CAST(:table AS regclass))"
+                ),
+                {"table": table},
+            ).scalar_one()
+            rows = connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            per_row = size / rows if rows else 0
+            print(f"  {table:<20} {rows:>11,} rows {size / 2**20:9.1f} MB {per_row:7.0f} B/row")
+
+
+def ingest_rate(url: str, seconds: int) -> float:
+    """req/s of the Procfile web process under the comparison's wrk load, on this database."""
+    load = Load(seconds, 2, 32, 2, 1)
+    with served_service(url) as base:
+        run_wrk(f"{base}{JOBS_PATH}", load.warmup_seconds, load)
+        return run_wrk(f"{base}{JOBS_PATH}", seconds, load).requests_per_second
+
+
+def ingest_with_history(url: str, seconds: int) -> None:
+    """Ingest on the loaded database against a freshly migrated, empty one, alternating."""
+    empty = make_url(url).set(database=f"{make_url(url).database}_empty")
+    empty_url = empty.render_as_string(hide_password=False)
+    recreate_postgres_database(empty_url)
+    rates: dict[str, list[float]] = {"loaded": [], "empty": []}
+    for _ in range(2):
+        rates["loaded"].append(ingest_rate(url, seconds))
+        rates["empty"].append(ingest_rate(empty_url, seconds))
+    loaded, fresh = (statistics.median(rates[name]) for name in ("loaded", "empty"))
+    print(
+        f"\ningest (wrk, 32 connections, {seconds} s, 2 rounds): {loaded:.0f} req/s with the "
+        f"history loaded, {fresh:.0f} req/s empty: {loaded / fresh:.2f}x"
+    )
+
+
+def purge_oldest_month(url: str, now: datetime) -> None:
+    """`jobhooks purge` with a cut-off that leaves the oldest loaded month wholly behind it."""
+    # Whole hours since the current month began: the cut-off lands at or after its first instant.
+    hours = max(1, int((now - partitions.month_start(now)).total_seconds() // 3600))
+    environment = {**os.environ, "DATABASE_URL": url}
+    started = time.perf_counter()
+    finished = subprocess.run(
+        [str(BIN / "jobhooks"), "purge", "--older-than", f"{hours}h"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print(
+        f"\npurge --older-than {hours}h: {time.perf_counter() - started:.1f} s, "
+        f"exit {finished.returncode}: {finished.stdout.strip() or finished.stderr.strip()}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
@@ -360,6 +468,12 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep data of the right size")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--no-explain", action="store_true")
+    parser.add_argument(
+        "--ingest-seconds", type=int, default=0, help="also time ingest with the history loaded"
+    )
+    parser.add_argument(
+        "--purge", action="store_true", help="finally time purging the oldest loaded month"
+    )
     args = parser.parse_args()
     url = Settings.from_env({"DATABASE_URL": args.database_url}).database_url
     if make_url(url).get_backend_name() != "postgresql":
@@ -389,6 +503,11 @@ def main() -> None:
             )
     if not args.no_explain:
         explain_all(engine, args.jobs, now)
+    storage(engine)
+    if args.ingest_seconds:
+        ingest_with_history(url, args.ingest_seconds)
+    if args.purge:
+        purge_oldest_month(url, now)
     engine.dispose()
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 

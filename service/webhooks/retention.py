@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.jobs.models import Job, JobEvent
+from service.jobs.models import Job, JobEvent, JobStatusRollup
 from service.members.models import Member, MemberDataUpdate, MemberEvent
 from service.outbox.models import HandlerRun, RunState
 from service.platform import partitions
@@ -53,6 +53,8 @@ AGE_PATTERN = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
 AGE_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 # Rows one DELETE takes: short transactions, so ingest never waits long behind a purge.
 DELETE_BATCH = 5000
+# Hourly counts removed a transaction: a day of every status, institution and shard.
+ROLLUP_HOURS_PER_BATCH = 24
 # Runs retention keeps: still owed, or dead and waiting for an operator.
 KEPT_RUN_STATES = (RunState.PENDING, RunState.RUNNING, RunState.DEAD)
 # A job in one of these has finished even when MX left finished_at out.
@@ -109,6 +111,9 @@ def purge(sessions: sessionmaker[Session], cutoff: datetime) -> PurgeResult:
             session, DeliveryId.__table__, DeliveryId.received_at < cutoff, "delivery_id"
         ),
     )
+    result.rows_deleted["job_status_rollups"] = _in_batches(
+        sessions, lambda session: _delete_old_rollups(session, cutoff)
+    )
     with transaction(sessions) as session:
         result.payloads_removed = _null_payloads(session, cutoff)
         bodies = session.execute(
@@ -136,6 +141,23 @@ def _delete_batch(session: Session, table: Any, old: ColumnElement[bool], key: s
     chosen = select(table.c[key]).where(old).limit(DELETE_BATCH).scalar_subquery()
     deleted = session.execute(delete(table).where(table.c[key].in_(chosen)))
     return int(getattr(deleted, "rowcount", 0) or 0)
+
+
+def _delete_old_rollups(session: Session, cutoff: datetime) -> int:
+    """Hourly counts of hours wholly before the cut-off, a day of hours at a time."""
+    hours = (
+        select(JobStatusRollup.hour_start)
+        .where(JobStatusRollup.hour_start <= cutoff - timedelta(hours=1))
+        .distinct()
+        .order_by(JobStatusRollup.hour_start)
+        .limit(ROLLUP_HOURS_PER_BATCH)
+    )
+    chosen = [hour for (hour,) in session.execute(hours)]
+    if not chosen:
+        return 0
+    session.execute(delete(JobStatusRollup).where(JobStatusRollup.hour_start.in_(chosen)))
+    # A full day removed asks _in_batches for another round; fewer hours means done.
+    return DELETE_BATCH if len(chosen) == ROLLUP_HOURS_PER_BATCH else 0
 
 
 def _retire_jobs(session: Session, cutoff: datetime) -> int:

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from service.cli import cli
-from service.jobs.models import Job, JobEvent
+from service.jobs.models import Job, JobEvent, JobStatusRollup
 from service.members.models import MemberDataUpdate, MemberEvent
 from service.outbox.models import HandlerRun, RunState
 from service.webhooks.models import RejectedDelivery
@@ -115,3 +115,16 @@ def test_ages_in_days_hours_and_minutes() -> None:
     assert parse_age("90d") == timedelta(days=90)
     assert parse_age("12h") == timedelta(hours=12)
     assert parse_age("30m") == timedelta(minutes=30)
+
+
+def test_purge_trims_the_hourly_counts_to_the_window(
+    post_job: Callable[..., Any], engine: Engine, database_url: str
+) -> None:
+    assert post_job(guid="JOB-old", status=6, updated_at="2026-01-01T00:05:00Z").status_code == 204
+    yesterday = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(days=1)
+    assert post_job(guid="JOB-new", status=6, updated_at=yesterday.isoformat()).status_code == 204
+
+    assert run_purge(database_url, "90d").exit_code == 0
+
+    hours = sorted(rollup.hour_start for rollup in rows(engine, JobStatusRollup))
+    assert hours == [yesterday.replace(minute=0)]
