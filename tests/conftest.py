@@ -82,14 +82,20 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _truncate_all(url: str) -> None:
+    """Empty every table and restart its ids. DELETE, not TRUNCATE: a test leaves a few rows,
+    and TRUNCATE gives each of the partitions' many files a new one (~150 ms a test, not ~5)."""
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
             existing = set(inspect(connection).get_table_names())
-            names = ", ".join(
-                f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name in existing
-            )
-            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            for table in reversed(Base.metadata.sorted_tables):
+                if table.name in existing:
+                    connection.execute(text(f'DELETE FROM "{table.name}"'))
+            sequences = connection.execute(
+                text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+            ).scalars()
+            for sequence in list(sequences):
+                connection.execute(text(f'ALTER SEQUENCE "{sequence}" RESTART'))
     finally:
         engine.dispose()
 
