@@ -191,7 +191,7 @@ FROM generate_series(1, 10000) AS g
 # The hourly counts /stats reads, as ingest would have kept them (migration 0008's backfill).
 LOAD_ROLLUPS = """
 INSERT INTO job_status_rollups (hour_start, status, institution_key, shard, status_name, events)
-SELECT date_trunc('hour', e.updated_at), e.status, coalesce(j.institution_guid, ''), 0,
+SELECT date_trunc('hour', e.updated_at, 'UTC'), e.status, coalesce(j.institution_guid, ''), 0,
        max(e.status_name), count(*)
 FROM job_events AS e LEFT JOIN jobs AS j ON j.guid = e.job_guid
 WHERE e.updated_at IS NOT NULL

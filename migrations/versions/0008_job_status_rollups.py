@@ -20,7 +20,7 @@ depends_on = None
 
 # The hour an event's updated_at falls in, as each dialect stores a UTC timestamp.
 HOUR_OF = {
-    "postgresql": "date_trunc('hour', e.updated_at)",
+    "postgresql": "date_trunc('hour', e.updated_at, 'UTC')",
     "sqlite": "substr(e.updated_at, 1, 13) || ':00:00.000000'",
 }
 

@@ -64,6 +64,8 @@ def ingest_jobs(
     """
     results: list[IngestResult] = [IngestResult(Outcome.DUPLICATE)] * len(deliveries)
     in_one_statement = one_statement and is_postgresql(session)
+    # New events of step-by-step rounds, for the hourly counts (the one statement keeps its own).
+    to_count: list[JobDelivery] = []
     for positions in _rounds(deliveries):
         batch = [deliveries[i] for i in positions]
         wired = [handlers_for(delivery.job.status) for delivery in batch]
@@ -73,12 +75,10 @@ def ingest_jobs(
             )
         else:
             round_results = _ingest_round(session, batch, handlers_for, rules)
+            to_count += [d for d, r in zip(batch, round_results, strict=True) if r.event_id]
         for position, result in zip(positions, round_results, strict=True):
             results[position] = result
-    count_new_events(
-        session,
-        [delivery for delivery, result in zip(deliveries, results, strict=True) if result.event_id],
-    )
+    count_new_events(session, to_count)
     return results
 
 

@@ -1,10 +1,11 @@
 """Status changes counted per hour as they are stored, so /stats costs the same at any history size.
 
-Ingest adds each batch's new events to job_status_rollups with one statement (executemany of the
-batch's distinct keys). A window is then read as: the whole hours inside it from the rollups, and
-the at most two partial hours at its edges by counting their events (each under an hour of the
-(updated_at, status) index). An event is counted under the institution its job had when it was
-stored.
+Ingest adds each batch's new events to job_status_rollups in the batch's transaction: on
+PostgreSQL inside the round's one statement (service/jobs/round_statement.py), elsewhere with one
+executemany of the batch's distinct keys (count_new_events). A window is then read as: the whole
+hours inside it from the rollups, and the at most two partial hours at its edges by counting their
+events (each under an hour of the (updated_at, status) index). An event is counted under the
+institution its job had when it was stored.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
@@ -39,13 +40,16 @@ def count_new_events(session: Session, stored: Sequence[JobDelivery]) -> None:
     dated = [delivery for delivery in stored if delivery.job.updated_at is not None]
     if not dated:
         return
-    institutions = _institutions(session, dated)
+    stored_institutions = _stored_institutions(session, dated)
     counts: Counter[tuple[datetime, int, str]] = Counter()
     names: dict[int, str | None] = {}
     for delivery in dated:
         job = delivery.job
-        hour = job.updated_at.replace(minute=0, second=0, microsecond=0)  # type: ignore[union-attr]
-        counts[hour, job.status, institutions.get(job.guid) or NO_INSTITUTION] += 1
+        moment = job.updated_at.astimezone(UTC)  # type: ignore[union-attr]
+        hour = moment.replace(minute=0, second=0, microsecond=0)
+        # As the callback named it, else as stored for the job.
+        institution = job.institution_guid or stored_institutions.get(job.guid)
+        counts[hour, job.status, institution or NO_INSTITUTION] += 1
         names[job.status] = status_name(job.status, job.status_name)
     shard = os.getpid() % SHARDS
     _ADD_COUNTS.run(
@@ -64,16 +68,15 @@ def count_new_events(session: Session, stored: Sequence[JobDelivery]) -> None:
     )
 
 
-def _institutions(session: Session, deliveries: Sequence[JobDelivery]) -> dict[str, str | None]:
-    """Each job's institution: as the callback named it, else as stored for the job."""
-    known = {d.job.guid: d.job.institution_guid for d in deliveries}
-    unnamed = [guid for guid, institution in known.items() if institution is None]
-    if unnamed:
-        stored = session.execute(
-            select(Job.guid, Job.institution_guid).where(Job.guid.in_(unnamed))
-        )
-        known.update((guid, institution) for guid, institution in stored)
-    return known
+def _stored_institutions(
+    session: Session, deliveries: Sequence[JobDelivery]
+) -> dict[str, str | None]:
+    """The stored institution of each job whose callback named none."""
+    unnamed = {d.job.guid for d in deliveries if d.job.institution_guid is None}
+    if not unnamed:
+        return {}
+    stored = session.execute(select(Job.guid, Job.institution_guid).where(Job.guid.in_(unnamed)))
+    return {guid: institution for guid, institution in stored}
 
 
 def _add_counts(dialect: str) -> object:

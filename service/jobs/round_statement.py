@@ -1,10 +1,12 @@
 """A round of job deliveries written by one PostgreSQL statement.
 
-On PostgreSQL the batch is the hot path's biggest cost: written as five pipelined executemany
-calls (events, institutions, current states, prompts, runs), psycopg spent more Python per row
-than the server spent running them. Here the round travels as one array per column, and one
-statement whose data-modifying CTEs do all five steps answers each delivery's outcome. Its text
-never changes, so psycopg prepares it once per connection and the server plans it once.
+On PostgreSQL the batch is the hot path's biggest cost: written as pipelined executemany calls
+(events, institutions, current states, prompts, runs), psycopg spent more Python per row than the
+server spent running them. Here the round travels as one JSON document, and one statement whose
+data-modifying CTEs claim webhook-ids, store the events, learn institutions, advance current
+states, claim prompts, queue runs and add to the hourly counts answers each delivery's outcome.
+Its text never changes, so psycopg prepares it once per connection and the server plans it once
+(measured against the steps by bench/batch_paths.py).
 
 It is SQL text rather than SQLAlchemy constructs because the statement is one fixed string
 built from the models' table and column names; tests/jobs/test_batch_ingest.py pins that it
@@ -17,6 +19,7 @@ member both ends a challenge and is prompted, or is prompted twice, takes the st
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -27,6 +30,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from service.jobs.deliveries import JobDelivery, filed_at
+from service.jobs.rollups import SHARDS as ROLLUP_SHARDS
 from service.jobs.statuses import status_name
 from service.members.cross_source import (
     CHALLENGE_ENDING_JOB_STATUSES,
@@ -150,6 +154,17 @@ WITH input AS (
     ORDER BY wired.position, wired.n
     ON CONFLICT DO NOTHING
     RETURNING id, event_id
+), counted AS (
+    INSERT INTO job_status_rollups AS rollup
+        (hour_start, status, institution_key, shard, status_name, events)
+    SELECT date_trunc('hour', stored.updated_at, 'UTC'), stored.status,
+        coalesce(stored.institution_guid, known.institution_guid, ''), %(shard)s,
+        max(stored.status_name), count(*)
+    FROM stored LEFT JOIN jobs AS known ON known.guid = stored.job_guid
+    WHERE stored.updated_at IS NOT NULL
+    GROUP BY 1, 2, 3
+    ON CONFLICT (hour_start, status, institution_key, shard) DO UPDATE SET
+        events = rollup.events + excluded.events, status_name = excluded.status_name
 ), woken AS (
     SELECT pg_notify(%(channel)s, '') FROM (SELECT 1 FROM queued LIMIT 1) AS any_run
 )
@@ -235,6 +250,7 @@ def ingest_round_in_one_statement(
         "pending": RunState.PENDING.value,
         "delivery_kind": DeliveryKind.JOB.value,
         "channel": HANDLER_RUNS_CHANNEL,
+        "shard": os.getpid() % ROLLUP_SHARDS,
     }
     answers = ROUND.run(session, params)
     return [_result(event_id, advanced, run_ids) for event_id, advanced, run_ids, _ in answers]

@@ -19,7 +19,7 @@ from service.handlers.registry import handler_plan
 from service.jobs.commits import job_batch_committer
 from service.jobs.deliveries import HandlersFor, JobDelivery
 from service.jobs.ingest import ingest_jobs
-from service.jobs.models import Job, JobEvent
+from service.jobs.models import Job, JobEvent, JobStatusRollup
 from service.jobs.round_statement import fits_one_statement
 from service.jobs.schemas import JobCallback, validate_job
 from service.members.cross_source import DEFAULT_RULES
@@ -41,6 +41,7 @@ RECEIVED = datetime(2026, 11, 25, 10, 1, tzinfo=UTC)
 
 def delivery(prefix: str, job: str, status: int, minute: int, **fields: Any) -> JobDelivery:
     """A validated delivery; `prefix` keeps two runs of one scenario apart in one database."""
+    fields.setdefault("institution_guid", f"{prefix}INS")
     body = job_body(
         guid=f"{prefix}JOB-{job}",
         member_guid=f"{prefix}MBR-{fields.pop('member', job)}",
@@ -97,7 +98,18 @@ def stored(engine: Engine, prefix: str) -> dict[str, Any]:
         for prompt in rows(engine, MemberPrompt)
         if prompt.member_guid.startswith(prefix)
     )
-    return {"events": sorted(events), "jobs": jobs, "runs": runs, "prompts": prompts}
+    counts: dict[tuple[datetime, int, str], int] = {}
+    for rollup in rows(engine, JobStatusRollup):
+        if rollup.institution_key.startswith(prefix):
+            key = (rollup.hour_start, rollup.status, rollup.institution_key.removeprefix(prefix))
+            counts[key] = counts.get(key, 0) + rollup.events
+    return {
+        "events": sorted(events),
+        "jobs": jobs,
+        "runs": runs,
+        "prompts": prompts,
+        "hourly_counts": sorted(counts.items()),
+    }
 
 
 @dataclass(frozen=True)

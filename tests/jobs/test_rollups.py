@@ -93,3 +93,25 @@ def test_whole_hours_and_a_whole_span_agree(history: sessionmaker[Session]) -> N
         stored = session.scalar(select(func.count()).select_from(JobEvent))
         assert total == stored
         assert 390 <= total <= 400  # the 40 retries added nothing
+
+
+def test_an_hour_is_a_utc_hour_whatever_offset_mx_sends(database_url: str) -> None:
+    """10:45+05:30 is 05:15 UTC: counted in the 05:00 UTC hour on both paths."""
+    engine = make_engine(database_url)
+    sessions = make_session_factory(engine)
+    plan = handler_plan(Settings(database_url=database_url))
+    callback, raw = validate_job(job_body(guid="JOB-ist", updated_at="2026-11-25T10:45:00+05:30"))
+    delivery = JobDelivery(callback, raw, START)
+    run_in_transaction(sessions, lambda session: ingest_jobs(session, [delivery], plan))
+    try:
+        with sessions() as session:
+            stats = job_stats(
+                session,
+                datetime(2026, 11, 25, 5, tzinfo=UTC),
+                datetime(2026, 11, 25, 6, tzinfo=UTC),
+                (),
+                top=10,
+            )
+        assert stats.total == 1
+    finally:
+        engine.dispose()
