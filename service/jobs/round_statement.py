@@ -158,9 +158,13 @@ WITH input AS (
     INSERT INTO job_status_rollups AS rollup
         (hour_start, status, institution_key, shard, status_name, events)
     SELECT date_trunc('hour', stored.updated_at, 'UTC'), stored.status,
-        coalesce(stored.institution_guid, known.institution_guid, ''), %(shard)s,
-        max(stored.status_name), count(*)
-    FROM stored LEFT JOIN jobs AS known ON known.guid = stored.job_guid
+        coalesce(
+            stored.institution_guid,
+            (SELECT known.institution_guid FROM jobs AS known WHERE known.guid = stored.job_guid),
+            ''
+        ),
+        %(shard)s, max(stored.status_name), count(*)
+    FROM stored
     WHERE stored.updated_at IS NOT NULL
     GROUP BY 1, 2, 3
     ON CONFLICT (hour_start, status, institution_key, shard) DO UPDATE SET
