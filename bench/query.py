@@ -405,10 +405,12 @@ def storage(engine: Engine) -> None:
     print("\nstorage (table + indexes, every partition):")
     with engine.connect() as connection:
         for table in ("job_events", "jobs", "handler_runs", "job_status_rollups"):
+            # A plain table is its own one-node tree, but only the partitions' sizes add up there.
             size = connection.execute(
                 text(
-                    "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) "
-                    "FROM pg_partition_tree(CAST(:table AS regclass))"
+                    "SELECT greatest(pg_total_relation_size(CAST(:table AS regclass)), "
+                    "(SELECT coalesce(sum(pg_total_relation_size(relid)), 0) "
+                    "FROM pg_partition_tree(CAST(:table AS regclass))))"
                 ),
                 {"table": table},
             ).scalar_one()
