@@ -108,7 +108,7 @@ def reset_schema(engine: Engine, url: str) -> None:
 # One job's events: INITIATED, REQUESTED, RECEIVED, ..., then its final status. Final statuses
 # mix like a real day: mostly COMPLETED, some CHALLENGED, DENIED, PREVENTED and HALTED.
 FINAL_STATUS_SQL = """
-    (ARRAY[6,6,6,6,6,6,6,6,6,6,6,6,6,6,2,8,7,9,9,6])[1 + (j * 7919) % 20]
+    (ARRAY[6,6,6,6,6,6,6,6,6,6,6,6,6,6,2,8,7,9,9,6])[1 + (j::bigint * 7919) % 20]
 """
 STEP_STATUS_SQL = f"""
     CASE WHEN k = 9 THEN {FINAL_STATUS_SQL}
