@@ -132,15 +132,17 @@ def get_stats() -> Response:
     )
 )
 def get_rejected_deliveries() -> Response:
-    query = parse_query(PageQuery, request.args)
+    return json_response(rejected_deliveries_page(parse_query(PageQuery, request.args)))
+
+
+def rejected_deliveries_page(query: PageQuery) -> RejectedDeliveryListOut:
+    """One page of quarantined deliveries for the API and the console."""
     scope = cursor_scope(REJECTED_LISTING, {})
     after = position_from(query.cursor, scope)
     with reading() as session:
         page, next_position = rejected_page(session, after, query.limit)
-    return json_response(
-        RejectedDeliveryListOut(
-            rejected_deliveries=page, next_cursor=cursor_for(next_position, scope)
-        )
+    return RejectedDeliveryListOut(
+        rejected_deliveries=page, next_cursor=cursor_for(next_position, scope)
     )
 
 

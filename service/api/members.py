@@ -124,7 +124,11 @@ def _data_updates_scope(member_guid: str) -> str:
     )
 )
 def get_members() -> Response:
-    query = parse_query(MembersQuery, request.args)
+    return json_response(members_page(parse_query(MembersQuery, request.args)))
+
+
+def members_page(query: MembersQuery) -> MemberListOut:
+    """One page of members for the API and the console: a cursor from one continues in the other."""
     filters = MemberFilters.model_validate(
         query.model_dump(include=set(MemberFilters.model_fields))
     )
@@ -133,4 +137,4 @@ def get_members() -> Response:
     with reading() as session:
         members, next_position = list_members(session, filters, after, query.limit)
         page = [member_out(member) for member in members]
-    return json_response(MemberListOut(members=page, next_cursor=cursor_for(next_position, scope)))
+    return MemberListOut(members=page, next_cursor=cursor_for(next_position, scope))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from service.api.access import cursor_for, position_from, reading
-from service.api.cursors import cursor_scope
+from service.api.access import reading
 from service.api.documented import PathParam, documented
+from service.api.members import members_page as api_members_page
 from service.api.query_params import parse_query
 from service.console.blueprint import bp, kept_filters, link, page, present_args
 from service.console.documentation import page_doc
@@ -17,17 +17,12 @@ from service.jobs.schemas import JobFilters
 from service.members.queries import (
     data_update_out,
     list_data_updates,
-    list_members,
     member_handler_runs,
-    member_out,
     member_with_history,
 )
-from service.members.schemas import MemberFilters, MembersQuery
+from service.members.schemas import MembersQuery
 from service.members.statuses import CONNECTION_STATUSES
 from service.platform.types import DEFAULT_PAGE_SIZE
-
-# The API's listing name: a cursor from one continues in the other.
-MEMBERS_LISTING = "members"
 
 
 @bp.get("/console/members")
@@ -37,19 +32,12 @@ MEMBERS_LISTING = "members"
 def members_page() -> Response:
     args = present_args(request.args)
     query = parse_query(MembersQuery, args)
-    filters = MemberFilters.model_validate(
-        query.model_dump(include=set(MemberFilters.model_fields))
-    )
-    scope = cursor_scope(MEMBERS_LISTING, filters.model_dump(mode="json"))
-    after = position_from(query.cursor, scope)
-    with reading() as session:
-        members, next_position = list_members(session, filters, after, query.limit)
-        rows = [member_out(member) for member in members]
+    listing = api_members_page(query)
     kept = kept_filters(args, MembersQuery, "cursor")
-    next_cursor = cursor_for(next_position, scope)
+    next_cursor = listing.next_cursor
     return page(
         "members.html",
-        members=rows,
+        members=listing.members,
         args=args,
         statuses=CONNECTION_STATUSES.values(),
         next_url=link("console.members_page", **kept, cursor=next_cursor) if next_cursor else None,

@@ -9,10 +9,9 @@ import base64
 
 from flask import Response, request
 
-from service.api.access import cursor_for, position_from, reading
-from service.api.cursors import cursor_scope
+from service.api.access import reading
 from service.api.documented import documented
-from service.api.jobs import REJECTED_LISTING
+from service.api.jobs import rejected_deliveries_page
 from service.api.query_params import parse_query
 from service.console.audit import record_action
 from service.console.blueprint import bp, link, page, see_other
@@ -24,7 +23,7 @@ from service.errors import NotFound
 from service.platform.db import transaction
 from service.platform.types import PageQuery
 from service.webhooks.errors import ReplayRefused
-from service.webhooks.quarantine import rejected_delivery, rejected_page, replay
+from service.webhooks.quarantine import rejected_delivery, replay
 from service.webhooks.schemas import RejectedDeliveryOut
 
 MAX_ID = 2**63 - 1
@@ -38,14 +37,11 @@ EDITED_BODY_FIELD = "body"
 )
 def quarantine_page() -> Response:
     query = parse_query(PageQuery, request.args)
-    scope = cursor_scope(REJECTED_LISTING, {})
-    after = position_from(query.cursor, scope)
-    with reading() as session:
-        rows, next_position = rejected_page(session, after, query.limit)
-    next_cursor = cursor_for(next_position, scope)
+    listing = rejected_deliveries_page(query)
+    next_cursor = listing.next_cursor
     return page(
         "quarantine.html",
-        rows=rows,
+        rows=listing.rejected_deliveries,
         next_url=link("console.quarantine_page", cursor=next_cursor) if next_cursor else None,
         first_url=link("console.quarantine_page") if query.cursor else None,
     )
