@@ -14,6 +14,7 @@ from service.api.query_params import parse_query
 from service.api.responses import json_response
 from service.errors import BadRequest, FieldProblem, NotFound
 from service.jobs.queries import job_detail, job_out, job_stats, list_jobs, stats_window
+from service.jobs.rollups import counted_window
 from service.jobs.schemas import (
     JobDetailOut,
     JobFilters,
@@ -105,7 +106,11 @@ def get_member_jobs(member_guid: str) -> Response:
         ok_model=StatsOut,
         query_model=StatsQuery,
         errors=("400", "401", "503"),
-        description="Counts events whose updated_at falls in [since, until).",
+        description=(
+            "Counts events whose updated_at falls in [since, until). A window longer than an "
+            "hour is widened to whole UTC hours unless exact=true; since and until in the answer "
+            "are the window counted."
+        ),
     )
 )
 def get_stats() -> Response:
@@ -115,6 +120,7 @@ def get_stats() -> Response:
         raise BadRequest(
             "invalid query parameters", [FieldProblem("since", "must be earlier than until")]
         )
+    since, until = counted_window(since, until, query.exact)
     with reading() as session:
         stats = job_stats(session, since, until, query.status, query.top)
     return json_response(stats)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.jobs.queries import job_out, job_stats, list_jobs, status_counts
+from service.jobs.rollups import counted_window
 from service.jobs.schemas import JobFilters, JobOut, StatsOut, StatusCountOut
 from service.outbox.handler_states import HandlerStatus, handler_statuses
 from service.outbox.models import CircuitState
@@ -41,6 +42,8 @@ class QueueHealth:
 @dataclass(frozen=True)
 class Overview:
     day: list[StatusCountOut]
+    # The last 24 hours widened to whole UTC hours, which the rollups answer alone.
+    day_since: datetime
     queue: QueueHealth
     dead_runs: dict[str, int]
     quarantined: int
@@ -58,8 +61,10 @@ class Overview:
 
 def load_overview(session: Session, now: datetime, handlers: Sequence[str]) -> Overview:
     latest, _ = list_jobs(session, JobFilters(), None, LATEST_JOBS)
+    day_since, day_until = counted_window(now - DAY, now, exact=False)
     return Overview(
-        day=status_counts(session, now - DAY, now),
+        day=status_counts(session, day_since, day_until),
+        day_since=day_since,
         queue=queue_health(session, now, handlers),
         dead_runs=dead_run_counts(session),
         quarantined=count_quarantined(session),

@@ -13,7 +13,7 @@ from service.console.blueprint import bp, link, page, see_other
 from service.console.chart import bar_chart
 from service.console.documentation import page_doc
 from service.console.formatting import job_status_tone
-from service.console.overview import DAY, HOUR, load_overview
+from service.console.overview import HOUR, load_overview
 from service.console.search import Kind, Match, find, the_one
 from service.handlers.registry import handler_names
 from service.jobs.schemas import StatusCountOut
@@ -35,8 +35,8 @@ def overview_page() -> Response:
     return page(
         "overview.html",
         overview=overview,
-        chart=bar_chart(_status_rows(overview.day, format_utc(now - DAY))),
-        day_since=format_utc(now - DAY),
+        chart=bar_chart(_status_rows(overview.day, format_utc(overview.day_since))),
+        day_since=format_utc(overview.day_since),
         hour_since=format_utc(now - HOUR),
         lag_window=int(timedelta(minutes=5).total_seconds() // 60),
     )

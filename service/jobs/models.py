@@ -99,3 +99,17 @@ class JobStatusRollup(Base):
     shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     status_name: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
     events: Mapped[int] = mapped_column(BigInteger)
+
+
+class JobStatusDailyRollup(Base):
+    """The same counts per UTC day, so a window of weeks reads a few rows per day rather than
+    per hour. Written with the hourly counts, in the same transaction, by the same shard rule."""
+
+    __tablename__ = "job_status_daily_rollups"
+
+    day_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    status: Mapped[int] = mapped_column(Integer, primary_key=True)
+    institution_key: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    status_name: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    events: Mapped[int] = mapped_column(BigInteger)

@@ -4,7 +4,8 @@ On PostgreSQL the batch is the hot path's biggest cost: written as pipelined exe
 (events, institutions, current states, prompts, runs), psycopg spent more Python per row than the
 server spent running them. Here the round travels as one JSON document, and one statement whose
 data-modifying CTEs claim webhook-ids, store the events, learn institutions, advance current
-states, claim prompts, queue runs and add to the hourly counts answers each delivery's outcome.
+states, claim prompts, queue runs and add to the hourly and daily counts answers each delivery's
+outcome.
 Its text never changes, so psycopg prepares it once per connection and the server plans it once
 (measured against the steps by bench/batch_paths.py).
 
@@ -154,20 +155,31 @@ WITH input AS (
     ORDER BY wired.position, wired.n
     ON CONFLICT DO NOTHING
     RETURNING id, event_id
-), counted AS (
-    INSERT INTO job_status_rollups AS rollup
-        (hour_start, status, institution_key, shard, status_name, events)
-    SELECT date_trunc('hour', stored.updated_at, 'UTC'), stored.status,
+), added AS (
+    SELECT date_trunc('hour', stored.updated_at, 'UTC') AS hour_start, stored.status,
         coalesce(
             stored.institution_guid,
             (SELECT known.institution_guid FROM jobs AS known WHERE known.guid = stored.job_guid),
             ''
-        ),
-        %(shard)s, max(stored.status_name), count(*)
+        ) AS institution_key,
+        max(stored.status_name) AS status_name, count(*) AS events
     FROM stored
     WHERE stored.updated_at IS NOT NULL
     GROUP BY 1, 2, 3
+), counted AS (
+    INSERT INTO job_status_rollups AS rollup
+        (hour_start, status, institution_key, shard, status_name, events)
+    SELECT hour_start, status, institution_key, %(shard)s, status_name, events FROM added
     ON CONFLICT (hour_start, status, institution_key, shard) DO UPDATE SET
+        events = rollup.events + excluded.events, status_name = excluded.status_name
+), counted_days AS (
+    INSERT INTO job_status_daily_rollups AS rollup
+        (day_start, status, institution_key, shard, status_name, events)
+    SELECT date_trunc('day', hour_start, 'UTC'), status, institution_key, %(shard)s,
+        max(status_name), sum(events)
+    FROM added
+    GROUP BY 1, 2, 3
+    ON CONFLICT (day_start, status, institution_key, shard) DO UPDATE SET
         events = rollup.events + excluded.events, status_name = excluded.status_name
 ), woken AS (
     SELECT pg_notify(%(channel)s, '') FROM (SELECT 1 FROM queued LIMIT 1) AS any_run

@@ -167,6 +167,14 @@ class StatsQuery(BaseModel):
     top: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = Field(
         default=20, description="how many institutions to list, busiest first"
     )
+    exact: bool = Field(
+        default=False,
+        description=(
+            "count exactly [since, until); by default a window longer than an hour is widened to "
+            "whole UTC hours, which precomputed counts answer at any history size (the answer's "
+            "since and until say which hours were counted)"
+        ),
+    )
 
 
 class JobListOut(BaseModel):
@@ -189,8 +197,8 @@ class InstitutionStatsOut(BaseModel):
 class StatsOut(BaseModel):
     """Status changes whose updated_at falls in [since, until), per status and per institution."""
 
-    since: UtcTimestamp
-    until: UtcTimestamp
+    since: UtcTimestamp = Field(description="start of the window counted (inclusive)")
+    until: UtcTimestamp = Field(description="end of the window counted (exclusive)")
     total: int
     by_status: list[StatusCountOut]
     by_institution: list[InstitutionStatsOut]

@@ -76,6 +76,23 @@ def test_stats_narrow_to_statuses_and_top_institutions(
     assert [row["institution_guid"] for row in body["by_institution"]] == ["INS-bad"]
 
 
+@pytest.mark.usefixtures("bad_day")
+def test_a_longer_window_counts_whole_hours_unless_asked_to_be_exact(
+    client: FlaskClient, api_headers: dict[str, str]
+) -> None:
+    """10:05 and 11:00 fall in the whole hours a 10:06-11:30 window is widened to."""
+    window = "since=2026-11-25T10:06:00Z&until=2026-11-25T11:30:00Z"
+    widened = client.get(f"/stats?{window}", headers=api_headers).get_json()
+    assert (widened["since"], widened["until"]) == ("2026-11-25T10:00:00Z", "2026-11-25T12:00:00Z")
+    assert widened["total"] == 7
+    exact = client.get(f"/stats?{window}&exact=true", headers=api_headers).get_json()
+    assert (exact["since"], exact["until"]) == ("2026-11-25T10:06:00Z", "2026-11-25T11:30:00Z")
+    assert exact["total"] == 6  # 10:06, 10:07, 10:08, 10:09, 10:10 and 11:00
+    refused = client.get(f"/stats?{window}&exact=perhaps", headers=api_headers)
+    assert refused.status_code == 400
+    assert refused.get_json()["details"][0]["field"] == "exact"
+
+
 def test_stats_default_to_the_last_hour(client: FlaskClient, api_headers: dict[str, str]) -> None:
     body = client.get("/stats", headers=api_headers).get_json()
     since = datetime.fromisoformat(body["since"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -18,8 +19,9 @@ from service.config import Settings
 from service.handlers.registry import handler_plan
 from service.jobs.deliveries import JobDelivery
 from service.jobs.ingest import ingest_jobs
-from service.jobs.models import JobEvent
+from service.jobs.models import JobEvent, JobStatusDailyRollup, JobStatusRollup
 from service.jobs.queries import job_stats, status_counts, status_counts_statement, summarize_counts
+from service.jobs.rollups import counted_window
 from service.jobs.schemas import validate_job
 from service.platform.db import make_engine, make_session_factory, run_in_transaction
 
@@ -78,6 +80,58 @@ def test_stats_from_rollups_equal_a_raw_count(
     since, until = sorted(START + timedelta(seconds=edge) for edge in (first, second))
     with history() as session:
         assert job_stats(session, since, until, (), top=10) == raw_stats(session, since, until)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    start=window_edges,
+    length=st.integers(min_value=3601, max_value=int(SPAN.total_seconds())),
+)
+def test_a_widened_window_counts_exactly_its_whole_hours(
+    history: sessionmaker[Session], start: int, length: int
+) -> None:
+    asked = START + timedelta(seconds=start)
+    since, until = counted_window(asked, asked + timedelta(seconds=length), exact=False)
+    assert since <= asked and until >= asked + timedelta(seconds=length)
+    assert since.minute == since.second == until.minute == until.second == 0
+    with history() as session:
+        assert job_stats(session, since, until, (), top=10) == raw_stats(session, since, until)
+
+
+def test_the_daily_counts_are_the_sums_of_their_hours(history: sessionmaker[Session]) -> None:
+    with history() as session:
+        hours: Counter[tuple[object, int, str]] = Counter()
+        for rollup in session.scalars(select(JobStatusRollup)):
+            day = rollup.hour_start.replace(hour=0)
+            hours[day, rollup.status, rollup.institution_key] += rollup.events
+        days: Counter[tuple[object, int, str]] = Counter()
+        for rollup in session.scalars(select(JobStatusDailyRollup)):
+            days[rollup.day_start, rollup.status, rollup.institution_key] += rollup.events
+    assert days == hours
+    assert len({day for day, _, _ in days}) >= 3
+
+
+def test_the_window_counted(history: sessionmaker[Session]) -> None:
+    at = START + timedelta(hours=7, minutes=20, seconds=5)
+    assert counted_window(at, at + timedelta(minutes=60), exact=False) == (
+        at,
+        at + timedelta(minutes=60),
+    )
+    assert counted_window(at, at + timedelta(hours=30), exact=False) == (
+        START + timedelta(hours=7),
+        START + timedelta(hours=38),
+    )
+    assert counted_window(at, at + timedelta(hours=30), exact=True) == (
+        at,
+        at + timedelta(hours=30),
+    )
+    on_the_hour = START + timedelta(hours=7)
+    assert counted_window(on_the_hour, on_the_hour + timedelta(days=2), exact=False) == (
+        on_the_hour,
+        on_the_hour + timedelta(days=2),
+    )
 
 
 def test_whole_hours_and_a_whole_span_agree(history: sessionmaker[Session]) -> None:

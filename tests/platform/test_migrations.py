@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import main as alembic_main
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text
+from sqlalchemy.orm import Session
 
+from service.jobs.models import JobStatusDailyRollup
 from service.platform import migrations as migrate
 from service.platform.checks import run_checks
 from service.platform.db import make_engine
@@ -87,3 +90,51 @@ def test_readiness_reports_an_unmigrated_database(tmp_path: Path) -> None:
 
     assert database.ok
     assert not migrations.ok and "no revision" in migrations.detail
+
+
+def test_daily_counts_are_backfilled_from_the_hourly_ones(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install upgraded to 0010 answers /stats over whole days with what it already counted."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.chdir(REPO_ROOT)
+    alembic("downgrade", "0009_time_partitioned_history")
+    engine = make_engine(database_url)
+    hourly = [
+        (datetime(2026, 11, 30, 22, tzinfo=UTC), 6, "INS-a", 0, 3),
+        (datetime(2026, 11, 30, 23, tzinfo=UTC), 6, "INS-a", 1, 4),
+        (datetime(2026, 12, 1, 0, tzinfo=UTC), 6, "INS-a", 0, 5),
+        (datetime(2026, 12, 1, 0, tzinfo=UTC), 9, "", 0, 1),
+    ]
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM job_status_rollups"))
+            for hour, status, institution, shard, events in hourly:
+                connection.execute(
+                    text(
+                        "INSERT INTO job_status_rollups (hour_start, status, institution_key, "
+                        "shard, status_name, events) VALUES (:hour, :status, :institution, "
+                        ":shard, 'X', :events)"
+                    ),
+                    {
+                        "hour": hour,
+                        "status": status,
+                        "institution": institution,
+                        "shard": shard,
+                        "events": events,
+                    },
+                )
+        alembic("upgrade", "head")
+        with Session(engine) as session:
+            daily = {
+                (row.day_start, row.status, row.institution_key, row.shard): row.events
+                for row in session.scalars(select(JobStatusDailyRollup))
+            }
+    finally:
+        engine.dispose()
+    assert daily == {
+        (datetime(2026, 11, 30, tzinfo=UTC), 6, "INS-a", 0): 3,
+        (datetime(2026, 11, 30, tzinfo=UTC), 6, "INS-a", 1): 4,
+        (datetime(2026, 12, 1, tzinfo=UTC), 6, "INS-a", 0): 5,
+        (datetime(2026, 12, 1, tzinfo=UTC), 9, "", 0): 1,
+    }
