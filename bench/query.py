@@ -188,14 +188,37 @@ FROM generate_series(1, 10000) AS g
 """
 
 
-# The hourly counts /stats reads, as ingest would have kept them (migration 0008's backfill).
-LOAD_ROLLUPS = """
-INSERT INTO job_status_rollups (hour_start, status, institution_key, shard, status_name, events)
-SELECT date_trunc('hour', e.updated_at, 'UTC'), e.status, coalesce(j.institution_guid, ''), 0,
-       max(e.status_name), count(*)
+# The counts /stats reads, as ingest would have kept them with two web processes (each adds to
+# its own shard of a key; migration 0010's backfill is the same GROUP BY over older counts).
+LOAD_PAIRS = """
+INSERT INTO job_status_counts
+    (span_hours, breakdown, bucket_start, status, institution_key, shard, status_name, events)
+SELECT 1, 0, date_trunc('hour', e.updated_at, 'UTC'), e.status, coalesce(j.institution_guid, ''),
+       e.id % 2, max(e.status_name), count(*)
 FROM job_events AS e LEFT JOIN jobs AS j ON j.guid = e.job_guid
 WHERE e.updated_at IS NOT NULL
-GROUP BY 1, 2, 3
+GROUP BY 3, 4, 5, 6
+"""
+LOAD_BREAKDOWNS = """
+INSERT INTO job_status_counts
+    (span_hours, breakdown, bucket_start, status, institution_key, shard, status_name, events)
+SELECT span_hours, GROUPING(status, institution_key), bucket_start, coalesce(status, 0),
+       coalesce(institution_key, ''), shard,
+       CASE WHEN GROUPING(status) = 0 THEN max(status_name) END, sum(events)
+FROM (
+    SELECT 1 AS span_hours, bucket_start, status, institution_key, shard, status_name, events
+    FROM job_status_counts
+    UNION ALL
+    SELECT 24, date_trunc('day', bucket_start, 'UTC'), status, institution_key, shard,
+           status_name, events
+    FROM job_status_counts
+) AS spans
+GROUP BY GROUPING SETS (
+    (span_hours, bucket_start, status, institution_key, shard),
+    (span_hours, bucket_start, status, shard),
+    (span_hours, bucket_start, institution_key, shard)
+)
+HAVING span_hours = 24 OR GROUPING(status, institution_key) <> 0
 """
 
 
@@ -221,7 +244,8 @@ def load(engine: Engine, jobs: int, now: datetime) -> None:
         ("jobs", LOAD_JOBS, {}),
         ("handler_runs", LOAD_HANDLER_RUNS, {}),
         ("rejected_deliveries", LOAD_REJECTED, {"now": now}),
-        ("job_status_rollups", LOAD_ROLLUPS, {}),
+        ("job_status_counts", LOAD_PAIRS, {}),
+        ("job_status_counts", LOAD_BREAKDOWNS, {}),
     ]
     with engine.begin() as connection:
         for table, statement, bound in steps:
@@ -286,6 +310,11 @@ def endpoints(jobs: int, secret_key: bytes, now: datetime) -> list[Endpoint]:
         Endpoint(
             "GET /stats (last day)",
             lambda rng: f"/stats?since={day_ago}&until={until}",
+            share=10,
+        ),
+        Endpoint(
+            "GET /stats (last day, exact)",
+            lambda rng: f"/stats?since={day_ago}&until={until}&exact=true",
             share=10,
         ),
         Endpoint(
@@ -400,11 +429,19 @@ def explain_all(engine: Engine, jobs: int, now: datetime) -> None:
     )
 
 
+HISTORY_TABLES = (
+    "job_events",
+    "jobs",
+    "handler_runs",
+    "job_status_counts",
+)
+
+
 def storage(engine: Engine) -> None:
     """Table + index bytes per stored row of each history table, over all its partitions."""
     print("\nstorage (table + indexes, every partition):")
     with engine.connect() as connection:
-        for table in ("job_events", "jobs", "handler_runs", "job_status_rollups"):
+        for table in HISTORY_TABLES:
             # A plain table is its own one-node tree, but only the partitions' sizes add up there.
             size = connection.execute(
                 text(

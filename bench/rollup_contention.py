@@ -1,8 +1,9 @@
 """Rollup writes under concurrency, PostgreSQL: every writer on one row against a shard each.
 
-Ingest adds each batch's counts to job_status_rollups in the batch's transaction, so the row lock
+Ingest adds each batch's counts to job_status_counts in the batch's transaction, so the row lock
 is held until the batch commits. N connections (as N web processes) each commit transactions
-that add to the same (hour, status, institution) key: once all on shard 0, once each on its own
+that add to the same (hour, status) key, the hottest there is (every delivery of the hour with
+that status adds to it): once all on shard 0, once each on its own
 shard, as service/jobs/rollups.py does. Prints commits/s and p99 commit latency of both, and the
 ratio.
 
@@ -22,11 +23,11 @@ import psycopg
 from receivers import ensure_database, migrate
 
 ADD = (
-    "INSERT INTO job_status_rollups "
-    "(hour_start, status, institution_key, shard, status_name, events) "
-    "VALUES ('2026-12-02 10:00:00+00', 6, 'INS-bench', %s, 'COMPLETED', 1) "
-    "ON CONFLICT (hour_start, status, institution_key, shard) "
-    "DO UPDATE SET events = job_status_rollups.events + excluded.events"
+    "INSERT INTO job_status_counts "
+    "(span_hours, breakdown, bucket_start, status, institution_key, shard, status_name, events) "
+    "VALUES (1, 1, '2026-12-02 10:00:00+00', 6, '', %s, 'COMPLETED', 1) "
+    "ON CONFLICT (span_hours, breakdown, bucket_start, status, institution_key, shard) "
+    "DO UPDATE SET events = job_status_counts.events + excluded.events"
 )
 
 

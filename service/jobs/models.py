@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -82,33 +83,37 @@ class Job(Base):
     first_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class JobStatusRollup(Base):
-    """Status changes counted per hour of MX's updated_at, status and institution, so /stats reads
-    a few rows per hour of its window, however many events the window holds.
+class JobStatusCount(Base):
+    """Status changes counted per bucket of MX's updated_at (an hour, or a UTC day), so /stats
+    reads a few rows per bucket of its window however many events the window holds.
 
-    Each web process adds to its own shard of a key, so concurrent batches do not queue on one
-    row lock; a reader sums the shards.
+    Each bucket is kept three ways (`breakdown`, service/jobs/rollups.py): per status and
+    institution, per status alone, and per institution alone. An answer needs the totals per
+    status and per institution, and the pairs only for the few busiest institutions, so it
+    never reads every pair of a long window. Each web process adds to its own shard of a key,
+    so concurrent batches do not queue on one row lock; a reader sums the shards.
     """
 
-    __tablename__ = "job_status_rollups"
+    __tablename__ = "job_status_counts"
+    __table_args__ = (
+        # The pairs of the few institutions an answer lists, without reading the others'.
+        Index(
+            "ix_job_status_counts_pairs",
+            "institution_key",
+            "span_hours",
+            "bucket_start",
+            postgresql_where=text("breakdown = 0"),
+            sqlite_where=text("breakdown = 0"),
+        ),
+    )
 
-    hour_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    span_hours: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    breakdown: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    # 0 in the per-institution breakdown.
     status: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # "" when the event's job names no institution (a key column cannot be NULL).
-    institution_key: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    status_name: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
-    events: Mapped[int] = mapped_column(BigInteger)
-
-
-class JobStatusDailyRollup(Base):
-    """The same counts per UTC day, so a window of weeks reads a few rows per day rather than
-    per hour. Written with the hourly counts, in the same transaction, by the same shard rule."""
-
-    __tablename__ = "job_status_daily_rollups"
-
-    day_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    status: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "" when the event's job names no institution (a key column cannot be NULL), and in the
+    # per-status breakdown.
     institution_key: Mapped[str] = mapped_column(String(GUID_LENGTH), primary_key=True)
     shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     status_name: Mapped[str | None] = mapped_column(String(GUID_LENGTH))

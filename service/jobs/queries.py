@@ -6,7 +6,7 @@ last row served, so page 10,000 costs what page 1 does.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from service.jobs.models import Job, JobEvent
-from service.jobs.rollups import counts_in_window
+from service.jobs.rollups import WindowCounts, window_counts
 from service.jobs.schemas import (
     EventOut,
     InstitutionStatsOut,
@@ -199,8 +199,8 @@ def status_counts_statement(
 def job_stats(
     session: Session, since: datetime, until: datetime, statuses: Sequence[int], top: int
 ) -> StatsOut:
-    rows = counts_in_window(session, since, until, statuses, status_counts_statement)
-    return summarize_counts(rows, since, until, top)
+    counts = window_counts(session, since, until, statuses, status_counts_statement, top)
+    return stats_out(counts, since, until, top)
 
 
 def summarize_counts(
@@ -211,33 +211,30 @@ def summarize_counts(
 ) -> StatsOut:
     """Fold (institution, status, name, count) rows into per-status totals and the busiest
     institutions, each with its own per-status breakdown."""
-    by_status: dict[int, int] = defaultdict(int)
-    names: dict[int, str | None] = {}
-    by_institution: dict[str | None, dict[int, int]] = defaultdict(dict)
-    for institution, code, name, count in rows:
-        by_status[code] += count
-        names[code] = status_name(code, name)
-        by_institution[institution][code] = count
+    counts = WindowCounts()
+    counts.add_pairs(rows)
+    return stats_out(counts, since, until, top)
 
-    def counts(per_status: dict[int, int]) -> list[StatusCountOut]:
-        ordered = sorted(per_status.items(), key=lambda item: (-item[1], item[0]))
-        return [StatusCountOut(status=c, status_name=names[c], count=n) for c, n in ordered]
 
-    institutions = sorted(
-        by_institution.items(), key=lambda item: (-sum(item[1].values()), item[0] or "")
-    )
+def stats_out(counts: WindowCounts, since: datetime, until: datetime, top: int) -> StatsOut:
+    names = {code: status_name(code, name) for code, name in counts.names.items()}
+
+    def ordered(per_status: Counter[int]) -> list[StatusCountOut]:
+        ranked = sorted(per_status.items(), key=lambda item: (-item[1], item[0]))
+        return [StatusCountOut(status=c, status_name=names[c], count=n) for c, n in ranked if n]
+
     return StatsOut(
         since=since,
         until=until,
-        total=sum(by_status.values()),
-        by_status=counts(by_status),
+        total=sum(counts.by_status.values()),
+        by_status=ordered(counts.by_status),
         by_institution=[
             InstitutionStatsOut(
                 institution_guid=institution,
-                count=sum(per_status.values()),
-                by_status=counts(per_status),
+                count=counts.by_institution[institution],
+                by_status=ordered(counts.pairs.get(institution, Counter())),
             )
-            for institution, per_status in institutions[:top]
+            for institution in counts.busiest(top)
         ],
     )
 
@@ -278,14 +275,9 @@ def _matching(guids: Iterable[str], prefix: str) -> Iterable[str]:
 
 def status_counts(session: Session, since: datetime, until: datetime) -> list[StatusCountOut]:
     """Events (status changes) in [since, until) per status, by code, from the rollups."""
-    events: dict[int, int] = defaultdict(int)
-    names: dict[int, str | None] = {}
-    for _, code, name, count in counts_in_window(
-        session, since, until, (), status_counts_statement
-    ):
-        events[code] += count
-        names[code] = status_name(code, name)
+    counts = window_counts(session, since, until, (), status_counts_statement, top=0)
     return [
-        StatusCountOut(status=code, status_name=names[code], count=count)
-        for code, count in sorted(events.items())
+        StatusCountOut(status=code, status_name=status_name(code, counts.names[code]), count=n)
+        for code, n in sorted(counts.by_status.items())
+        if n
     ]

@@ -1,30 +1,35 @@
 """Status changes counted per hour and per day as they are stored, so /stats costs the same at
 any history size.
 
-Ingest adds each batch's new events to job_status_rollups (per UTC hour) and
-job_status_daily_rollups (per UTC day) in the batch's transaction: on PostgreSQL inside the
-round's one statement (service/jobs/round_statement.py), elsewhere with one executemany per table
-of the batch's distinct keys (count_new_events). A window is then read as: the whole days inside
-it from the daily counts, the whole hours around them from the hourly ones, and the at most two
-partial hours at its edges by counting their events (each under an hour of the (updated_at,
-status) index). /stats widens a window longer than an hour to whole hours unless asked to be
-exact (counted_window), so it reads rollups only: a few rows per day and per edge hour, however
-many events the window holds. An event is counted under the institution its job had when it
-was stored.
+Ingest adds each batch's new events to job_status_counts in the batch's transaction: on
+PostgreSQL inside the round's one statement (service/jobs/round_statement.py), elsewhere with one
+executemany of the batch's distinct keys (count_new_events). Every event is added to its UTC hour
+and its UTC day, each in three breakdowns (per status and institution, per status, per
+institution), under the institution its job had when it was stored.
+
+A window is read as: its whole days from the daily buckets, the whole hours around them from the
+hourly ones, and the at most two partial hours at its edges by counting their events (each
+under an hour of the (updated_at, status) index). The per-status totals and the per-institution
+totals come from their own breakdowns (tens and hundreds of rows a bucket), and the
+per-status pairs only for the busiest institutions the answer lists. /stats widens a window
+longer than an hour to whole hours, and one longer than a week to whole days, unless asked to
+be exact (counted_window), so it reads buckets only.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import IntEnum
 
-from sqlalchemy import Select, bindparam, func, select, union_all
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from service.jobs.deliveries import JobDelivery
-from service.jobs.models import Job, JobStatusDailyRollup, JobStatusRollup
+from service.jobs.models import Job, JobStatusCount
 from service.jobs.statuses import status_name
 from service.platform.bulk import BulkWrite
 from service.platform.db import insert_for_dialect
@@ -34,59 +39,88 @@ from service.platform.db import insert_for_dialect
 SHARDS = 16
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+# Windows longer than this are widened to whole days, not hours: a few days' worth of hourly
+# buckets at either edge would cost more reads than all the days between them.
+DAYS_FROM = timedelta(days=7)
 NO_INSTITUTION = ""
+# span_hours of the two bucket sizes.
+HOURLY, DAILY = 1, 24
+
+
+class Breakdown(IntEnum):
+    """How a bucket's events are split; the numbers are PostgreSQL's GROUPING(status,
+    institution) of the grouping set each comes from (service/jobs/round_statement.py)."""
+
+    STATUS_AND_INSTITUTION = 0
+    STATUS = 1
+    INSTITUTION = 2
+
 
 CountRow = tuple[str | None, int, str | None, int]  # institution, status, name, events
 # The statement that counts the events themselves in a window (service/jobs/queries.py).
 RawCounts = Callable[[datetime, datetime, Sequence[int]], Select[str | None, int, str | None, int]]
+BucketRange = tuple[int, datetime, datetime]  # span_hours, first bucket, end (exclusive)
+
+
+@dataclass
+class WindowCounts:
+    """What a /stats answer is made of: totals per status and per institution, and the
+    per-status breakdown of the institutions it lists (or of all, when that is as cheap)."""
+
+    by_status: Counter[int] = field(default_factory=Counter)
+    names: dict[int, str | None] = field(default_factory=dict)
+    by_institution: Counter[str | None] = field(default_factory=Counter)
+    pairs: dict[str | None, Counter[int]] = field(default_factory=dict)
+
+    def add_pairs(self, rows: Iterable[CountRow]) -> None:
+        """Events counted per (institution, status): they add to every total."""
+        for institution, status, name, events in rows:
+            self.by_status[status] += events
+            self.name(status, name)
+            self.by_institution[institution] += events
+            self.pairs.setdefault(institution, Counter())[status] += events
+
+    def name(self, status: int, name: str | None) -> None:
+        self.names[status] = self.names.get(status) or name
+
+    def busiest(self, top: int) -> list[str | None]:
+        ranked = sorted(self.by_institution.items(), key=lambda item: (-item[1], item[0] or ""))
+        return [institution for institution, _ in ranked[:top]]
 
 
 def count_new_events(session: Session, stored: Sequence[JobDelivery]) -> None:
-    """Add the batch's newly stored events to the rollups, in the batch's transaction."""
+    """Add the batch's newly stored events to the counts, in the batch's transaction."""
     dated = [delivery for delivery in stored if delivery.job.updated_at is not None]
     if not dated:
         return
     stored_institutions = _stored_institutions(session, dated)
-    counts: Counter[tuple[datetime, int, str]] = Counter()
+    counts: Counter[tuple[int, int, datetime, int, str]] = Counter()
     names: dict[int, str | None] = {}
     for delivery in dated:
         job = delivery.job
-        moment = job.updated_at.astimezone(UTC)  # type: ignore[union-attr]
-        hour = moment.replace(minute=0, second=0, microsecond=0)
+        hour = _hour_of(job.updated_at)  # type: ignore[arg-type]
         # As the callback named it, else as stored for the job.
-        institution = job.institution_guid or stored_institutions.get(job.guid)
-        counts[hour, job.status, institution or NO_INSTITUTION] += 1
+        institution = job.institution_guid or stored_institutions.get(job.guid) or NO_INSTITUTION
         names[job.status] = status_name(job.status, job.status_name)
+        for span, bucket in ((HOURLY, hour), (DAILY, hour.replace(hour=0))):
+            counts[span, Breakdown.STATUS_AND_INSTITUTION, bucket, job.status, institution] += 1
+            counts[span, Breakdown.STATUS, bucket, job.status, NO_INSTITUTION] += 1
+            counts[span, Breakdown.INSTITUTION, bucket, 0, institution] += 1
     shard = os.getpid() % SHARDS
-    _ADD_HOURLY_COUNTS.run(
+    _ADD_COUNTS.run(
         session,
         [
             {
-                "hour_start": hour,
+                "span_hours": span,
+                "breakdown": int(breakdown),
+                "bucket_start": bucket,
                 "status": status,
                 "institution_key": institution,
                 "shard": shard,
-                "status_name": names[status],
+                "status_name": None if breakdown == Breakdown.INSTITUTION else names[status],
                 "events": events,
             }
-            for (hour, status, institution), events in sorted(counts.items())
-        ],
-    )
-    daily: Counter[tuple[datetime, int, str]] = Counter()
-    for (hour, status, institution), events in counts.items():
-        daily[hour.replace(hour=0), status, institution] += events
-    _ADD_DAILY_COUNTS.run(
-        session,
-        [
-            {
-                "day_start": day,
-                "status": status,
-                "institution_key": institution,
-                "shard": shard,
-                "status_name": names[status],
-                "events": events,
-            }
-            for (day, status, institution), events in sorted(daily.items())
+            for (span, breakdown, bucket, status, institution), events in sorted(counts.items())
         ],
     )
 
@@ -102,68 +136,146 @@ def _stored_institutions(
     return {guid: institution for guid, institution in stored}
 
 
-def _adding_counts(
-    rollup: type[JobStatusRollup] | type[JobStatusDailyRollup], start: str
-) -> Callable[[str], object]:
-    """An upsert that adds a batch's counts to `rollup`, whose time column is `start`."""
-
-    def statement(dialect: str) -> object:
-        table = rollup.__table__
-        columns = (start, "status", "institution_key", "shard", "status_name", "events")
-        insert = insert_for_dialect(dialect, table).values({c: bindparam(c) for c in columns})
-        return insert.on_conflict_do_update(
-            index_elements=[table.c[start], table.c.status, table.c.institution_key, table.c.shard],
-            set_={
-                "events": table.c.events + insert.excluded.events,
-                "status_name": insert.excluded.status_name,
-            },
-        )
-
-    return statement
+def _add_counts(dialect: str) -> object:
+    table = JobStatusCount.__table__
+    key = ("span_hours", "breakdown", "bucket_start", "status", "institution_key", "shard")
+    columns = (*key, "status_name", "events")
+    insert = insert_for_dialect(dialect, table).values({c: bindparam(c) for c in columns})
+    return insert.on_conflict_do_update(
+        index_elements=[table.c[column] for column in key],
+        set_={
+            "events": table.c.events + insert.excluded.events,
+            "status_name": insert.excluded.status_name,
+        },
+    )
 
 
-_ADD_HOURLY_COUNTS = BulkWrite(_adding_counts(JobStatusRollup, "hour_start"))
-_ADD_DAILY_COUNTS = BulkWrite(_adding_counts(JobStatusDailyRollup, "day_start"))
+_ADD_COUNTS = BulkWrite(_add_counts)
 
 
 def counted_window(since: datetime, until: datetime, exact: bool) -> tuple[datetime, datetime]:
     """The window /stats counts for [since, until): itself when it is an hour or shorter, or
-    when asked to be exact; else widened to whole UTC hours, which the rollups alone answer."""
+    when asked to be exact; else widened to whole UTC hours, or whole UTC days past a week,
+    which the buckets alone answer."""
     if exact or until - since <= HOUR:
         return since, until
+    if until - since > DAYS_FROM:
+        return _day_of(since), _day_at_or_after(until)
     return _hour_of(since), _hour_at_or_after(until)
 
 
-def counts_in_window(
+def window_counts(
     session: Session,
     since: datetime,
     until: datetime,
     statuses: Sequence[int],
     raw_counts: RawCounts,
-) -> list[CountRow]:
-    """(institution, status, name, events) over [since, until): whole days and hours from the
-    rollups, the partial hours at either edge from `raw_counts` over the events themselves."""
+    top: int,
+) -> WindowCounts:
+    """The events of [since, until), narrowed to `statuses` when given, with the per-status
+    breakdown of at least the `top` busiest institutions."""
+    counts = WindowCounts()
     first_hour, last_hour = _hour_at_or_after(since), _hour_of(until)
     if first_hour >= last_hour:
-        return [
-            (i, status, name, n)
-            for i, status, name, n in session.execute(raw_counts(since, until, statuses))
-        ]
-    rows: list[CountRow] = [
-        (institution or None, status, name, int(events))
-        for institution, status, name, events in session.execute(
-            _rolled_up(first_hour, last_hour, statuses)
-        )
-    ]
+        counts.add_pairs(_raw(session, raw_counts, since, until, statuses))
+        return counts
     for edge_start, edge_end in ((since, first_hour), (last_hour, until)):
         if edge_start < edge_end:
-            rows.extend(
-                (i, status, name, n)
-                for i, status, name, n in session.execute(
-                    raw_counts(edge_start, edge_end, statuses)
-                )
+            counts.add_pairs(_raw(session, raw_counts, edge_start, edge_end, statuses))
+    ranges = _bucket_ranges(first_hour, last_hour)
+    if statuses:
+        # A few statuses: their pairs for every institution are as few rows as the totals.
+        counts.add_pairs(_summed_pairs(session, ranges, statuses=statuses))
+        return counts
+    for status, name, events in session.execute(_per_status(ranges)):
+        counts.by_status[status] += int(events)
+        counts.name(status, name)
+    for key, events in session.execute(_per_institution(ranges)):
+        counts.by_institution[key or None] += int(events)
+    busiest = counts.busiest(top)
+    if busiest:
+        for institution, status, _, events in _summed_pairs(session, ranges, busiest):
+            counts.pairs.setdefault(institution, Counter())[status] += events
+    return counts
+
+
+def _raw(
+    session: Session,
+    raw_counts: RawCounts,
+    since: datetime,
+    until: datetime,
+    statuses: Sequence[int],
+) -> list[CountRow]:
+    return [
+        (i, s, name, int(n))
+        for i, s, name, n in session.execute(raw_counts(since, until, statuses))
+    ]
+
+
+def _bucket_ranges(first_hour: datetime, last_hour: datetime) -> list[BucketRange]:
+    """[first_hour, last_hour) as whole UTC days and the hours on either side of them."""
+    first_day, last_day = _day_at_or_after(first_hour), _day_of(last_hour)
+    if first_day >= last_day:
+        return [(HOURLY, first_hour, last_hour)]
+    ranges = [(DAILY, first_day, last_day)]
+    ranges += [(HOURLY, s, e) for s, e in ((first_hour, first_day), (last_day, last_hour)) if s < e]
+    return ranges
+
+
+def _in_ranges(breakdown: Breakdown, ranges: Sequence[BucketRange]) -> ColumnElement[bool]:
+    c = JobStatusCount
+    # Written into the SQL rather than bound: the server plans a prepared statement once for
+    # any parameters, and only a constant lets that plan use the pairs' partial index.
+    in_breakdown = c.breakdown == literal_column(str(int(breakdown)))
+    return or_(
+        *(
+            and_(
+                c.span_hours == span,
+                in_breakdown,
+                c.bucket_start >= start,
+                c.bucket_start < end,
             )
-    return _merged(rows)
+            for span, start, end in ranges
+        )
+    )
+
+
+def _per_status(ranges: Sequence[BucketRange]) -> Select[int, str | None, int]:
+    c = JobStatusCount
+    return (
+        select(c.status, func.max(c.status_name), func.sum(c.events))
+        .where(_in_ranges(Breakdown.STATUS, ranges))
+        .group_by(c.status)
+    )
+
+
+def _per_institution(ranges: Sequence[BucketRange]) -> Select[str, int]:
+    c = JobStatusCount
+    return (
+        select(c.institution_key, func.sum(c.events))
+        .where(_in_ranges(Breakdown.INSTITUTION, ranges))
+        .group_by(c.institution_key)
+    )
+
+
+def _summed_pairs(
+    session: Session,
+    ranges: Sequence[BucketRange],
+    institutions: Sequence[str | None] = (),
+    statuses: Sequence[int] = (),
+) -> list[CountRow]:
+    c = JobStatusCount
+    conditions = [_in_ranges(Breakdown.STATUS_AND_INSTITUTION, ranges)]
+    if institutions:
+        conditions.append(c.institution_key.in_([i or NO_INSTITUTION for i in institutions]))
+    if statuses:
+        conditions.append(c.status.in_(statuses))
+    rows = session.execute(
+        select(c.institution_key, c.status, func.max(c.status_name), func.sum(c.events))
+        .where(*conditions)
+        .group_by(c.institution_key, c.status)
+    )
+    return [(institution or None, status, name, int(n)) for institution, status, name, n in rows]
 
 
 def _hour_of(moment: datetime) -> datetime:
@@ -182,54 +294,3 @@ def _day_of(moment: datetime) -> datetime:
 def _day_at_or_after(moment: datetime) -> datetime:
     day = _day_of(moment)
     return day if day == moment else day + DAY
-
-
-def _rolled_up(
-    first_hour: datetime, last_hour: datetime, statuses: Sequence[int]
-) -> Select[str, int, str | None, int]:
-    """[first_hour, last_hour) summed in one statement: whole UTC days from the daily counts,
-    the hours before the first and after the last whole day from the hourly ones."""
-    first_day, last_day = _day_at_or_after(first_hour), _day_of(last_hour)
-    if first_day >= last_day:
-        parts = [_counts_between(JobStatusRollup, first_hour, last_hour, statuses)]
-    else:
-        parts = [
-            _counts_between(JobStatusDailyRollup, first_day, last_day, statuses),
-            _counts_between(JobStatusRollup, first_hour, first_day, statuses),
-            _counts_between(JobStatusRollup, last_day, last_hour, statuses),
-        ]
-    counted = union_all(*parts).subquery()
-    return select(
-        counted.c.institution_key,
-        counted.c.status,
-        func.max(counted.c.status_name),
-        func.sum(counted.c.events),
-    ).group_by(counted.c.institution_key, counted.c.status)
-
-
-def _counts_between(
-    rollup: type[JobStatusRollup] | type[JobStatusDailyRollup],
-    start: datetime,
-    end: datetime,
-    statuses: Sequence[int],
-) -> Select[str, int, str | None, int]:
-    table = rollup.__table__
-    moment = table.c.day_start if rollup is JobStatusDailyRollup else table.c.hour_start
-    conditions = [moment >= start, moment < end]
-    if statuses:
-        conditions.append(table.c.status.in_(statuses))
-    return select(
-        table.c.institution_key, table.c.status, table.c.status_name, table.c.events
-    ).where(*conditions)
-
-
-def _merged(rows: Sequence[tuple[str | None, int, str | None, int]]) -> list[CountRow]:
-    events: Counter[tuple[str | None, int]] = Counter()
-    names: dict[int, str | None] = {}
-    for institution, status, name, count in rows:
-        events[institution or None, status] += int(count)
-        names[status] = names.get(status) or name
-    return [
-        (institution, status, names[status], count)
-        for (institution, status), count in events.items()
-    ]

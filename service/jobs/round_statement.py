@@ -167,20 +167,29 @@ WITH input AS (
     WHERE stored.updated_at IS NOT NULL
     GROUP BY 1, 2, 3
 ), counted AS (
-    INSERT INTO job_status_rollups AS rollup
-        (hour_start, status, institution_key, shard, status_name, events)
-    SELECT hour_start, status, institution_key, %(shard)s, status_name, events FROM added
-    ON CONFLICT (hour_start, status, institution_key, shard) DO UPDATE SET
-        events = rollup.events + excluded.events, status_name = excluded.status_name
-), counted_days AS (
-    INSERT INTO job_status_daily_rollups AS rollup
-        (day_start, status, institution_key, shard, status_name, events)
-    SELECT date_trunc('day', hour_start, 'UTC'), status, institution_key, %(shard)s,
-        max(status_name), sum(events)
-    FROM added
-    GROUP BY 1, 2, 3
-    ON CONFLICT (day_start, status, institution_key, shard) DO UPDATE SET
-        events = rollup.events + excluded.events, status_name = excluded.status_name
+    -- Each hour's and day's counts three ways; GROUPING(status, institution_key) numbers the
+    -- breakdown as service/jobs/rollups.py's Breakdown does.
+    INSERT INTO job_status_counts AS counts
+        (span_hours, breakdown, bucket_start, status, institution_key, shard, status_name, events)
+    SELECT span_hours, GROUPING(status, institution_key), bucket_start, coalesce(status, 0),
+        coalesce(institution_key, ''), %(shard)s,
+        CASE WHEN GROUPING(status) = 0 THEN max(status_name) END, sum(events)
+    FROM (
+        SELECT 1 AS span_hours, hour_start AS bucket_start, status, institution_key,
+            status_name, events
+        FROM added
+        UNION ALL
+        SELECT 24, date_trunc('day', hour_start, 'UTC'), status, institution_key, status_name,
+            events
+        FROM added
+    ) AS spans
+    GROUP BY GROUPING SETS (
+        (span_hours, bucket_start, status, institution_key),
+        (span_hours, bucket_start, status),
+        (span_hours, bucket_start, institution_key)
+    )
+    ON CONFLICT (span_hours, breakdown, bucket_start, status, institution_key, shard)
+    DO UPDATE SET events = counts.events + excluded.events, status_name = excluded.status_name
 ), woken AS (
     SELECT pg_notify(%(channel)s, '') FROM (SELECT 1 FROM queued LIMIT 1) AS any_run
 )

@@ -19,7 +19,7 @@ from service.handlers.registry import handler_plan
 from service.jobs.commits import job_batch_committer
 from service.jobs.deliveries import HandlersFor, JobDelivery
 from service.jobs.ingest import ingest_jobs
-from service.jobs.models import Job, JobEvent, JobStatusDailyRollup, JobStatusRollup
+from service.jobs.models import Job, JobEvent, JobStatusCount
 from service.jobs.round_statement import fits_one_statement
 from service.jobs.schemas import JobCallback, validate_job
 from service.members.cross_source import DEFAULT_RULES
@@ -98,23 +98,26 @@ def stored(engine: Engine, prefix: str) -> dict[str, Any]:
         for prompt in rows(engine, MemberPrompt)
         if prompt.member_guid.startswith(prefix)
     )
-    counts: dict[tuple[datetime, int, str], int] = {}
-    for rollup in rows(engine, JobStatusRollup):
-        if rollup.institution_key.startswith(prefix):
-            key = (rollup.hour_start, rollup.status, rollup.institution_key.removeprefix(prefix))
-            counts[key] = counts.get(key, 0) + rollup.events
-    daily: dict[tuple[datetime, int, str], int] = {}
-    for day in rows(engine, JobStatusDailyRollup):
-        if day.institution_key.startswith(prefix):
-            key = (day.day_start, day.status, day.institution_key.removeprefix(prefix))
-            daily[key] = daily.get(key, 0) + day.events
+    # The per-status breakdown names no institution, so two prefixes share it; the rollup
+    # tests check it against a raw count.
+    counts: dict[tuple[int, int, datetime, int, str], int] = {}
+    for bucket in rows(engine, JobStatusCount):
+        if bucket.institution_key.startswith(prefix):
+            institution = bucket.institution_key.removeprefix(prefix)
+            key = (
+                bucket.span_hours,
+                bucket.breakdown,
+                bucket.bucket_start,
+                bucket.status,
+                institution,
+            )
+            counts[key] = counts.get(key, 0) + bucket.events
     return {
         "events": sorted(events),
         "jobs": jobs,
         "runs": runs,
         "prompts": prompts,
-        "hourly_counts": sorted(counts.items()),
-        "daily_counts": sorted(daily.items()),
+        "status_counts": sorted(counts.items()),
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,7 +19,7 @@ from service.config import Settings
 from service.handlers.registry import handler_plan
 from service.jobs.deliveries import JobDelivery
 from service.jobs.ingest import ingest_jobs
-from service.jobs.models import JobEvent, JobStatusDailyRollup, JobStatusRollup
+from service.jobs.models import JobEvent, JobStatusCount
 from service.jobs.queries import job_stats, status_counts, status_counts_statement, summarize_counts
 from service.jobs.rollups import counted_window
 from service.jobs.schemas import validate_job
@@ -60,9 +60,15 @@ def history(database_url: str) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def raw_stats(session: Session, since: datetime, until: datetime) -> object:
-    rows = [tuple(row) for row in session.execute(status_counts_statement(since, until, ()))]
-    return summarize_counts(rows, since, until, top=10)  # type: ignore[arg-type]
+def raw_stats(
+    session: Session,
+    since: datetime,
+    until: datetime,
+    statuses: Sequence[int] = (),
+    top: int = 10,
+) -> object:
+    rows = [tuple(row) for row in session.execute(status_counts_statement(since, until, statuses))]
+    return summarize_counts(rows, since, until, top)  # type: ignore[arg-type]
 
 
 window_edges = st.integers(min_value=-2 * 3600, max_value=int(SPAN.total_seconds()) + 2 * 3600)
@@ -71,15 +77,23 @@ window_edges = st.integers(min_value=-2 * 3600, max_value=int(SPAN.total_seconds
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(first=window_edges, second=window_edges)
+@given(
+    first=window_edges,
+    second=window_edges,
+    statuses=st.lists(st.integers(min_value=0, max_value=9), max_size=3, unique=True).map(sorted),
+    top=st.integers(min_value=1, max_value=4),
+)
 def test_stats_from_rollups_equal_a_raw_count(
-    history: sessionmaker[Session], first: int, second: int
+    history: sessionmaker[Session], first: int, second: int, statuses: list[int], top: int
 ) -> None:
+    """Over any window, narrowed to any statuses, listing any number of institutions."""
     if first == second:
         second += 1
     since, until = sorted(START + timedelta(seconds=edge) for edge in (first, second))
     with history() as session:
-        assert job_stats(session, since, until, (), top=10) == raw_stats(session, since, until)
+        assert job_stats(session, since, until, statuses, top) == raw_stats(
+            session, since, until, statuses, top
+        )
 
 
 @settings(
@@ -100,17 +114,25 @@ def test_a_widened_window_counts_exactly_its_whole_hours(
         assert job_stats(session, since, until, (), top=10) == raw_stats(session, since, until)
 
 
-def test_the_daily_counts_are_the_sums_of_their_hours(history: sessionmaker[Session]) -> None:
+def test_every_breakdown_of_every_day_is_the_sum_of_its_hours(
+    history: sessionmaker[Session],
+) -> None:
     with history() as session:
-        hours: Counter[tuple[object, int, str]] = Counter()
-        for rollup in session.scalars(select(JobStatusRollup)):
-            day = rollup.hour_start.replace(hour=0)
-            hours[day, rollup.status, rollup.institution_key] += rollup.events
-        days: Counter[tuple[object, int, str]] = Counter()
-        for rollup in session.scalars(select(JobStatusDailyRollup)):
-            days[rollup.day_start, rollup.status, rollup.institution_key] += rollup.events
+        hours: Counter[tuple[object, ...]] = Counter()
+        days: Counter[tuple[object, ...]] = Counter()
+        for bucket in session.scalars(select(JobStatusCount)):
+            key = (bucket.breakdown, bucket.status, bucket.institution_key)
+            if bucket.span_hours == 1:
+                hours[bucket.bucket_start.replace(hour=0), *key] += bucket.events
+            else:
+                days[bucket.bucket_start, *key] += bucket.events
     assert days == hours
-    assert len({day for day, _, _ in days}) >= 3
+    assert len({day for day, *_ in days}) >= 3
+    # Each breakdown holds every event once.
+    per_breakdown: Counter[object] = Counter()
+    for (_, breakdown, _, _), events in days.items():
+        per_breakdown[breakdown] += events
+    assert per_breakdown[0] == per_breakdown[1] == per_breakdown[2] > 0
 
 
 def test_the_window_counted(history: sessionmaker[Session]) -> None:
@@ -122,6 +144,10 @@ def test_the_window_counted(history: sessionmaker[Session]) -> None:
     assert counted_window(at, at + timedelta(hours=30), exact=False) == (
         START + timedelta(hours=7),
         START + timedelta(hours=38),
+    )
+    assert counted_window(at, at + timedelta(days=8), exact=False) == (
+        START,
+        START + timedelta(days=9),
     )
     assert counted_window(at, at + timedelta(hours=30), exact=True) == (
         at,

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session
 
-from service.jobs.models import JobStatusDailyRollup
+from service.jobs.models import JobStatusCount
 from service.platform import migrations as migrate
 from service.platform.checks import run_checks
 from service.platform.db import make_engine
@@ -92,19 +92,22 @@ def test_readiness_reports_an_unmigrated_database(tmp_path: Path) -> None:
     assert not migrations.ok and "no revision" in migrations.detail
 
 
-def test_daily_counts_are_backfilled_from_the_hourly_ones(
+def test_status_counts_are_backfilled_from_the_hourly_ones(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An install upgraded to 0010 answers /stats over whole days with what it already counted."""
+    """An install upgraded to 0010 answers /stats with what it had already counted: every hour
+    and every day, per status and institution, per status, and per institution."""
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.chdir(REPO_ROOT)
     alembic("downgrade", "0009_time_partitioned_history")
     engine = make_engine(database_url)
+    nov30, dec1 = datetime(2026, 11, 30, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
     hourly = [
-        (datetime(2026, 11, 30, 22, tzinfo=UTC), 6, "INS-a", 0, 3),
-        (datetime(2026, 11, 30, 23, tzinfo=UTC), 6, "INS-a", 1, 4),
-        (datetime(2026, 12, 1, 0, tzinfo=UTC), 6, "INS-a", 0, 5),
-        (datetime(2026, 12, 1, 0, tzinfo=UTC), 9, "", 0, 1),
+        (nov30.replace(hour=22), 6, "INS-a", 0, 3),
+        (nov30.replace(hour=23), 6, "INS-a", 1, 4),
+        (nov30.replace(hour=23), 9, "INS-a", 1, 2),
+        (dec1, 6, "INS-a", 0, 5),
+        (dec1, 9, "", 0, 1),
     ]
     try:
         with engine.begin() as connection:
@@ -126,15 +129,39 @@ def test_daily_counts_are_backfilled_from_the_hourly_ones(
                 )
         alembic("upgrade", "head")
         with Session(engine) as session:
-            daily = {
-                (row.day_start, row.status, row.institution_key, row.shard): row.events
-                for row in session.scalars(select(JobStatusDailyRollup))
+            counts = {
+                (
+                    row.span_hours,
+                    row.breakdown,
+                    row.bucket_start,
+                    row.status,
+                    row.institution_key,
+                    row.shard,
+                ): row.events
+                for row in session.scalars(select(JobStatusCount))
             }
     finally:
         engine.dispose()
-    assert daily == {
-        (datetime(2026, 11, 30, tzinfo=UTC), 6, "INS-a", 0): 3,
-        (datetime(2026, 11, 30, tzinfo=UTC), 6, "INS-a", 1): 4,
-        (datetime(2026, 12, 1, tzinfo=UTC), 6, "INS-a", 0): 5,
-        (datetime(2026, 12, 1, tzinfo=UTC), 9, "", 0): 1,
+    days = {key: events for key, events in counts.items() if key[0] == 24}
+    hours = {key: events for key, events in counts.items() if key[0] == 1}
+    assert {key[1:]: events for key, events in hours.items() if key[1] == 0} == {
+        (0, hour, status, institution, shard): events
+        for hour, status, institution, shard, events in hourly
     }
+    assert days == {
+        (24, 0, nov30, 6, "INS-a", 0): 3,
+        (24, 0, nov30, 6, "INS-a", 1): 4,
+        (24, 0, nov30, 9, "INS-a", 1): 2,
+        (24, 0, dec1, 6, "INS-a", 0): 5,
+        (24, 0, dec1, 9, "", 0): 1,
+        (24, 1, nov30, 6, "", 0): 3,
+        (24, 1, nov30, 6, "", 1): 4,
+        (24, 1, nov30, 9, "", 1): 2,
+        (24, 1, dec1, 6, "", 0): 5,
+        (24, 1, dec1, 9, "", 0): 1,
+        (24, 2, nov30, 0, "INS-a", 0): 3,
+        (24, 2, nov30, 0, "INS-a", 1): 6,
+        (24, 2, dec1, 0, "INS-a", 0): 5,
+        (24, 2, dec1, 0, "", 0): 1,
+    }
+    assert hours[1, 2, nov30.replace(hour=23), 0, "INS-a", 1] == 6
