@@ -30,7 +30,8 @@ class JobEvent(Base):
         # A unique key must hold the partition key (PostgreSQL requires it): filed_at is a
         # function of the body, so every copy of one body meets its twin in one partition.
         # webhook-ids are held unique in delivery_ids (service/platform/delivery_ids.py).
-        UniqueConstraint("dedup_key", "filed_at", name="uq_job_events_dedup_key"),
+        # filed_at leads, so new keys land at the index's end (migration 0011).
+        UniqueConstraint("filed_at", "dedup_key", name="uq_job_events_dedup_key"),
         Index("ix_job_events_job_guid_updated_at", "job_guid", "updated_at"),
         Index("ix_job_events_updated_at_status", "updated_at", "status"),
         {"postgresql_partition_by": "RANGE (filed_at)"},

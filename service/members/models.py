@@ -26,7 +26,7 @@ class MemberEvent(Base):
     __table_args__ = (
         # event_at is the partition key; a dedup_key names event_at whenever MX dated the event.
         # delivery_id is unique through delivery_ids: a retry's event_at may differ.
-        UniqueConstraint("dedup_key", "event_at", name="uq_member_events_dedup_key"),
+        UniqueConstraint("event_at", "dedup_key", name="uq_member_events_dedup_key"),
         Index("ix_member_events_member_guid_event_at", "member_guid", "event_at"),
         {"postgresql_partition_by": "RANGE (event_at)"},
     )

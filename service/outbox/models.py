@@ -81,7 +81,7 @@ class HandlerRun(Base):
         UniqueConstraint(
             "data_update_id", "handler", "filed_at", name="uq_handler_runs_data_update_handler"
         ),
-        UniqueConstraint("idempotency_key", "filed_at", name="uq_handler_runs_idempotency_key"),
+        UniqueConstraint("filed_at", "idempotency_key", name="uq_handler_runs_idempotency_key"),
         CheckConstraint(AT_MOST_ONE_OWNER, name="ck_handler_runs_at_most_one_owner"),
         Index("ix_handler_runs_state_due_at", "state", "due_at"),
         # The worker's claims, each an index range scan in its own order (migration 0005).
