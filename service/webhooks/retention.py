@@ -19,7 +19,7 @@ DELETEs, each batch its own short transaction.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,14 +30,16 @@ from sqlalchemy import (
     column,
     delete,
     exists,
+    literal,
     null,
     or_,
     select,
     text,
     true,
+    tuple_,
     update,
 )
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from service.jobs.models import Job, JobEvent, JobStatusRollup
 from service.members.models import Member, MemberDataUpdate, MemberEvent
@@ -53,12 +55,17 @@ AGE_PATTERN = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
 AGE_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 # Rows one DELETE takes: short transactions, so ingest never waits long behind a purge.
 DELETE_BATCH = 5000
+# Old jobs one retiring transaction walks past (and at most deletes).
+JOBS_PER_BATCH = DELETE_BATCH
 # Hourly counts removed a transaction: a day of every status, institution and shard.
 ROLLUP_HOURS_PER_BATCH = 24
 # Runs retention keeps: still owed, or dead and waiting for an operator.
 KEPT_RUN_STATES = (RunState.PENDING, RunState.RUNNING, RunState.DEAD)
 # A job in one of these has finished even when MX left finished_at out.
 FINISHED_JOB_STATUSES = (6, 7, 8, 9)
+# A position in the jobs' (updated_at, guid) order: both columns, or the guid alone among the
+# jobs without an updated_at.
+JobKey = tuple[InstrumentedAttribute[Any], ...]
 
 
 def parse_age(text: str) -> timedelta:
@@ -88,7 +95,7 @@ class PurgeResult:
 def purge(sessions: sessionmaker[Session], cutoff: datetime) -> PurgeResult:
     """Everything received and dated before the cut-off, but what the policy keeps."""
     result = PurgeResult()
-    result.jobs_retired = _in_batches(sessions, lambda session: _retire_jobs(session, cutoff))
+    result.jobs_retired = _retire_jobs(sessions, cutoff)
     # Runs first: the runs kept decide which events stay.
     for table, model, keep in (
         (HANDLER_RUNS, HandlerRun, _kept_run),
@@ -160,12 +167,61 @@ def _delete_old_rollups(session: Session, cutoff: datetime) -> int:
     return DELETE_BATCH if len(chosen) == ROLLUP_HOURS_PER_BATCH else 0
 
 
-def _retire_jobs(session: Session, cutoff: datetime) -> int:
-    """Current states of jobs that finished before the cut-off and owe no kept run."""
+def _retire_jobs(sessions: sessionmaker[Session], cutoff: datetime) -> int:
+    """Current states of jobs that finished before the cut-off and owe no kept run: dated jobs
+    by MX's updated_at, then the ones MX sent no updated_at for by when they arrived."""
+    dated = _retire_along(sessions, Job.updated_at < cutoff, (Job.updated_at, Job.guid))
+    undated = and_(Job.updated_at.is_(None), Job.received_at < cutoff)
+    return dated + _retire_along(sessions, undated, (Job.guid,))
+
+
+def _retire_along(sessions: sessionmaker[Session], old: ColumnElement[bool], key: JobKey) -> int:
+    """Walk ix_jobs_updated_at_guid through the old jobs, each batch starting where the last one
+    ended: a rescan from the start would reread every row earlier batches deleted or kept, and
+    a delete by `IN (subquery)` is planned as a scan of the whole table."""
+    retired = 0
+    after: Sequence[Any] | None = None
+    while True:
+        with transaction(sessions) as session:
+            span = old if after is None else and_(old, _after(key, after))
+            # The batch's last key, read off the index alone; none when the rest is one batch.
+            last = session.execute(
+                select(*key)
+                .where(span)
+                .order_by(Job.updated_at, Job.guid)
+                .offset(JOBS_PER_BATCH - 1)
+                .limit(1)
+            ).first()
+            batch = span if last is None else and_(span, _up_to(key, last))
+            retired += _delete_retirable(session, batch)
+        if last is None:
+            return retired
+        after = last
+
+
+# Each bound repeats the leading column's own, which changes no result but lets PostgreSQL count
+# a batch's rows (it guesses at a row comparison, high, and then hashes every kept run for each
+# batch rather than probe ix_handler_runs_job_guid once per job).
+def _after(key: JobKey, values: Sequence[Any]) -> ColumnElement[bool]:
+    return and_(tuple_(*key) > _row(key, values), key[0] >= values[0])
+
+
+def _up_to(key: JobKey, values: Sequence[Any]) -> ColumnElement[bool]:
+    return and_(tuple_(*key) <= _row(key, values), key[0] <= values[0])
+
+
+def _row(key: JobKey, values: Sequence[Any]) -> ColumnElement[Any]:
+    # Bound with the columns' own types: SQLite compares UTCDateTime's stored text form.
+    return tuple_(*(literal(value, part.type) for part, value in zip(key, values, strict=True)))
+
+
+def _delete_retirable(session: Session, batch: ColumnElement[bool]) -> int:
     finished = or_(Job.finished_at.is_not(None), Job.status.in_(FINISHED_JOB_STATUSES))
-    before = or_(Job.updated_at < cutoff, and_(Job.updated_at.is_(None), Job.received_at < cutoff))
     owes = exists().where(HandlerRun.job_guid == Job.guid, HandlerRun.state.in_(KEPT_RUN_STATES))
-    return _delete_batch(session, Job.__table__, and_(before, finished, ~owes), "guid")
+    deleted = session.execute(
+        delete(Job).where(batch, finished, ~owes).execution_options(synchronize_session=False)
+    )
+    return int(getattr(deleted, "rowcount", 0) or 0)
 
 
 def _kept_run() -> ColumnElement[bool]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from conftest import job_body
 from db_rows import rows
 from sqlalchemy import text, update
@@ -18,6 +19,7 @@ from service.jobs.schemas import JobCallback
 from service.outbox.models import HandlerRun, RunState
 from service.platform.db import make_session_factory, transaction
 from service.platform.partitions import maintain, month_start
+from service.webhooks import retention
 from service.webhooks.retention import purge
 
 NOW = datetime.now(UTC)
@@ -93,3 +95,74 @@ def test_purge_with_nothing_old_removes_nothing(engine: Engine) -> None:
 
     assert result.partitions_dropped == [] and result.jobs_retired == 0
     assert history(engine) == {"JOB-recent": [6]}
+
+
+def test_jobs_retire_across_batch_boundaries_with_equal_and_missing_times(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of two walk (updated_at, guid): a boundary inside a run of equal updated_at skips
+    and repeats nothing, and a job without an updated_at goes by when it arrived."""
+    monkeypatch.setattr(retention, "JOBS_PER_BATCH", 2)
+    old = LONG_AGO.replace(microsecond=0)
+    same_instant = [stored_job(f"JOB-{letter}", old, finished_at=old) for letter in "abdegh"]
+    with transaction(make_session_factory(engine)) as session:
+        session.add_all(same_instant)
+        session.add_all(
+            [
+                stored_job("JOB-c-unfinished", old, status=2),
+                stored_job("JOB-f-owes-a-dead-run", old, finished_at=old),
+                stored_job("JOB-denied", old + timedelta(seconds=1), status=8),
+                stored_job("JOB-after-cutoff", CUTOFF + timedelta(seconds=1), finished_at=old),
+                stored_job("JOB-undated-1", None, finished_at=old, arrived=old),
+                stored_job("JOB-undated-2", None, status=9, arrived=old),
+                stored_job("JOB-undated-3", None, finished_at=old, arrived=old),
+                stored_job("JOB-undated-4-unfinished", None, status=2, arrived=old),
+                stored_job("JOB-undated-5-recent", None, finished_at=old, arrived=NOW),
+            ]
+        )
+        session.add(dead_run("JOB-f-owes-a-dead-run", old))
+
+    result = purge(make_session_factory(engine), CUTOFF)
+
+    assert sorted(job.guid for job in rows(engine, Job)) == [
+        "JOB-after-cutoff",
+        "JOB-c-unfinished",
+        "JOB-f-owes-a-dead-run",
+        "JOB-undated-4-unfinished",
+        "JOB-undated-5-recent",
+    ]
+    assert result.jobs_retired == 10
+
+
+def stored_job(
+    guid: str,
+    updated_at: datetime | None,
+    *,
+    status: int = 6,
+    finished_at: datetime | None = None,
+    arrived: datetime | None = None,
+) -> Job:
+    received_at = arrived or updated_at or NOW
+    return Job(
+        guid=guid,
+        status=status,
+        updated_at=updated_at,
+        finished_at=finished_at,
+        current_event_id=0,
+        received_at=received_at,
+        first_received_at=received_at,
+    )
+
+
+def dead_run(guid: str, at: datetime) -> HandlerRun:
+    return HandlerRun(
+        job_guid=guid,
+        handler="alert",
+        state=RunState.DEAD,
+        attempts=1,
+        due_at=at,
+        idempotency_key=f"msg_{guid}",
+        created_at=at,
+        updated_at=at,
+        filed_at=at,
+    )
