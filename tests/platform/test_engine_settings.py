@@ -1,0 +1,32 @@
+"""What every PostgreSQL connection of the service is set up with."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from sqlalchemy import text
+
+from service.platform.db import make_engine
+
+
+def setting(url: str, name: str, **engine_options: bool) -> str:
+    engine = make_engine(url, **engine_options)
+    try:
+        with engine.connect() as connection:
+            return str(connection.execute(text(f"SHOW {name}")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_no_connection_plans_parallel_workers(postgres_url: str) -> None:
+    """A job's history is a few index probes; workers would only add their start-up."""
+    assert setting(postgres_url, "max_parallel_workers_per_gather") == "0"
+    assert setting(postgres_url, "max_parallel_workers_per_gather", relaxed_commits=True) == "0"
+
+
+def test_options_in_the_database_url_are_kept(postgres_url: str) -> None:
+    separator = "&" if "?" in postgres_url else "?"
+    url = f"{postgres_url}{separator}options={quote('-c statement_timeout=12345')}"
+    assert setting(url, "statement_timeout") == "12345ms"
+    assert setting(url, "max_parallel_workers_per_gather") == "0"
+    assert setting(url, "synchronous_commit", relaxed_commits=True) == "off"
