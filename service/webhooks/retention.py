@@ -30,6 +30,7 @@ from sqlalchemy import (
     column,
     delete,
     exists,
+    func,
     literal,
     null,
     or_,
@@ -41,7 +42,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
-from service.jobs.models import Job, JobEvent, JobStatusRollup
+from service.jobs.models import Job, JobEvent, JobStatusCount
+from service.jobs.rollups import DAILY, HOURLY, Breakdown
 from service.members.models import Member, MemberDataUpdate, MemberEvent
 from service.outbox.models import HandlerRun, RunState
 from service.platform import partitions
@@ -57,8 +59,6 @@ AGE_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 DELETE_BATCH = 5000
 # Old jobs one retiring transaction walks past (and at most deletes).
 JOBS_PER_BATCH = DELETE_BATCH
-# Hourly counts removed a transaction: a day of every status, institution and shard.
-ROLLUP_HOURS_PER_BATCH = 24
 # Runs retention keeps: still owed, or dead and waiting for an operator.
 KEPT_RUN_STATES = (RunState.PENDING, RunState.RUNNING, RunState.DEAD)
 # A job in one of these has finished even when MX left finished_at out.
@@ -118,9 +118,7 @@ def purge(sessions: sessionmaker[Session], cutoff: datetime) -> PurgeResult:
             session, DeliveryId.__table__, DeliveryId.received_at < cutoff, "delivery_id"
         ),
     )
-    result.rows_deleted["job_status_rollups"] = _in_batches(
-        sessions, lambda session: _delete_old_rollups(session, cutoff)
-    )
+    result.rows_deleted["job_status_counts"] = _delete_old_counts(sessions, cutoff)
     with transaction(sessions) as session:
         result.payloads_removed = _null_payloads(session, cutoff)
         bodies = session.execute(
@@ -150,21 +148,36 @@ def _delete_batch(session: Session, table: Any, old: ColumnElement[bool], key: s
     return int(getattr(deleted, "rowcount", 0) or 0)
 
 
-def _delete_old_rollups(session: Session, cutoff: datetime) -> int:
-    """Hourly counts of hours wholly before the cut-off, a day of hours at a time."""
-    hours = (
-        select(JobStatusRollup.hour_start)
-        .where(JobStatusRollup.hour_start <= cutoff - timedelta(hours=1))
-        .distinct()
-        .order_by(JobStatusRollup.hour_start)
-        .limit(ROLLUP_HOURS_PER_BATCH)
-    )
-    chosen = [hour for (hour,) in session.execute(hours)]
-    if not chosen:
-        return 0
-    session.execute(delete(JobStatusRollup).where(JobStatusRollup.hour_start.in_(chosen)))
-    # A full day removed asks _in_batches for another round; fewer hours means done.
-    return DELETE_BATCH if len(chosen) == ROLLUP_HOURS_PER_BATCH else 0
+def _delete_old_counts(sessions: sessionmaker[Session], cutoff: datetime) -> int:
+    """Status counts of hours and days wholly before the cut-off, a day of buckets at a time.
+
+    Each (bucket size, breakdown) is walked forward along the primary key from its oldest day,
+    so no batch rereads the entries earlier batches deleted.
+    """
+    counts = JobStatusCount
+    deleted = 0
+    for span, bucket in ((HOURLY, timedelta(hours=1)), (DAILY, timedelta(days=1))):
+        last_start = cutoff - bucket  # the last bucket that ends by the cut-off
+        for breakdown in Breakdown:
+            here = and_(counts.span_hours == span, counts.breakdown == int(breakdown))
+            day: datetime | None = None
+            while True:
+                with transaction(sessions) as session:
+                    later = here if day is None else and_(here, counts.bucket_start >= day)
+                    day = session.scalar(select(func.min(counts.bucket_start)).where(later))
+                    if day is None or day > last_start:
+                        break
+                    done = session.execute(
+                        delete(counts).where(
+                            here,
+                            counts.bucket_start >= day,
+                            counts.bucket_start < day + timedelta(days=1),
+                            counts.bucket_start <= last_start,
+                        )
+                    )
+                    deleted += int(getattr(done, "rowcount", 0) or 0)
+                day += timedelta(days=1)
+    return deleted
 
 
 def _retire_jobs(sessions: sessionmaker[Session], cutoff: datetime) -> int:

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from service.cli import cli
-from service.jobs.models import Job, JobEvent, JobStatusRollup
+from service.jobs.models import Job, JobEvent, JobStatusCount
 from service.members.models import MemberDataUpdate, MemberEvent
 from service.outbox.models import HandlerRun, RunState
 from service.webhooks.models import RejectedDelivery
@@ -117,7 +117,7 @@ def test_ages_in_days_hours_and_minutes() -> None:
     assert parse_age("30m") == timedelta(minutes=30)
 
 
-def test_purge_trims_the_hourly_counts_to_the_window(
+def test_purge_trims_the_status_counts_to_the_window(
     post_job: Callable[..., Any], engine: Engine, database_url: str
 ) -> None:
     assert post_job(guid="JOB-old", status=6, updated_at="2026-01-01T00:05:00Z").status_code == 204
@@ -126,5 +126,5 @@ def test_purge_trims_the_hourly_counts_to_the_window(
 
     assert run_purge(database_url, "90d").exit_code == 0
 
-    hours = sorted(rollup.hour_start for rollup in rows(engine, JobStatusRollup))
-    assert hours == [yesterday.replace(minute=0)]
+    buckets = {(count.span_hours, count.bucket_start) for count in rows(engine, JobStatusCount)}
+    assert buckets == {(1, yesterday.replace(minute=0)), (24, yesterday.replace(hour=0, minute=0))}
