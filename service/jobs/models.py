@@ -106,6 +106,8 @@ class JobStatusCount(Base):
             postgresql_where=text("breakdown = 0"),
             sqlite_where=text("breakdown = 0"),
         ),
+        # By month, as the events they count, so retention drops a month of counts whole.
+        {"postgresql_partition_by": "RANGE (bucket_start)"},
     )
 
     span_hours: Mapped[int] = mapped_column(SmallInteger, primary_key=True)

@@ -49,7 +49,13 @@ from service.outbox.models import HandlerRun, RunState
 from service.platform import partitions
 from service.platform.db import transaction
 from service.platform.delivery_ids import DeliveryId
-from service.platform.partitions import HANDLER_RUNS, JOB_EVENTS, MEMBER_EVENTS, PartitionedTable
+from service.platform.partitions import (
+    HANDLER_RUNS,
+    JOB_EVENTS,
+    JOB_STATUS_COUNTS,
+    MEMBER_EVENTS,
+    PartitionedTable,
+)
 from service.webhooks.models import RejectedDelivery
 from service.webhooks.ratelimit import purge_auth_failures
 
@@ -118,6 +124,9 @@ def purge(sessions: sessionmaker[Session], cutoff: datetime) -> PurgeResult:
             session, DeliveryId.__table__, DeliveryId.received_at < cutoff, "delivery_id"
         ),
     )
+    with transaction(sessions) as session:
+        if partitions.is_partitioned(session, JOB_STATUS_COUNTS):
+            _drop_partitions(session, JOB_STATUS_COUNTS, cutoff, result)
     result.rows_deleted["job_status_counts"] = _delete_old_counts(sessions, cutoff)
     with transaction(sessions) as session:
         result.payloads_removed = _null_payloads(session, cutoff)
@@ -149,7 +158,9 @@ def _delete_batch(session: Session, table: Any, old: ColumnElement[bool], key: s
 
 
 def _delete_old_counts(sessions: sessionmaker[Session], cutoff: datetime) -> int:
-    """Status counts of hours and days wholly before the cut-off, a day of buckets at a time.
+    """Status counts of hours and days wholly before the cut-off, a day of buckets at a time:
+    on PostgreSQL only DEFAULT's (older months were dropped whole; the month straddling the
+    cut-off stays whole until it has passed, as the events it counts do).
 
     Each (bucket size, breakdown) is walked forward along the primary key from its oldest day,
     so no batch rereads the entries earlier batches deleted.
@@ -163,6 +174,8 @@ def _delete_old_counts(sessions: sessionmaker[Session], cutoff: datetime) -> int
             day: datetime | None = None
             while True:
                 with transaction(sessions) as session:
+                    if day is None:
+                        here = and_(here, _outside_months(session, JOB_STATUS_COUNTS))
                     later = here if day is None else and_(here, counts.bucket_start >= day)
                     day = session.scalar(select(func.min(counts.bucket_start)).where(later))
                     if day is None or day > last_start:
@@ -289,6 +302,8 @@ def _delete_old_data_updates(session: Session, cutoff: datetime) -> int:
 # What each partitioned table keeps of a month it drops, found from the side that points at it
 # through an index, so keeping costs what is kept, not what the month holds.
 KEEP_FROM_PARTITION = {
+    # Counts go with their month: nothing the policy keeps needs them.
+    JOB_STATUS_COUNTS.name: "SELECT * FROM {partition} WHERE false",
     HANDLER_RUNS.name: "SELECT * FROM {partition} WHERE state IN ('pending', 'running', 'dead')",
     JOB_EVENTS.name: (
         "SELECT * FROM {partition} WHERE id IN ("

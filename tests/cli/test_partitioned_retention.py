@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from service.jobs.deliveries import JobDelivery
 from service.jobs.ingest import ingest_job
-from service.jobs.models import Job, JobEvent
+from service.jobs.models import Job, JobEvent, JobStatusCount
 from service.jobs.schemas import JobCallback
 from service.outbox.models import HandlerRun, RunState
 from service.platform.db import make_session_factory, transaction
@@ -72,9 +72,19 @@ def test_purge_drops_old_history_and_keeps_what_the_policy_keeps(engine: Engine)
     }
     assert [run.job_guid for run in rows(engine, HandlerRun)] == ["JOB-dead-run"]
     assert result.jobs_retired == 1
+    # The status counts of the old events went with them; the recent one is still counted.
+    counted = {(count.breakdown, count.bucket_start) for count in rows(engine, JobStatusCount)}
+    assert {bucket for _, bucket in counted} == {
+        NOW.replace(minute=0, second=0, microsecond=0),
+        NOW.replace(hour=0, minute=0, second=0, microsecond=0),
+    }
     if postgresql:
         month = f"{month_start(LONG_AGO):%Y_%m}"
-        assert {f"job_events_p{month}", f"handler_runs_p{month}"} <= set(result.partitions_dropped)
+        assert {
+            f"job_events_p{month}",
+            f"handler_runs_p{month}",
+            f"job_status_counts_p{month}",
+        } <= set(result.partitions_dropped)
         assert result.rows_kept["job_events"] == 2 and result.rows_kept["handler_runs"] == 1
         with engine.connect() as connection:
             kept_in = connection.execute(
