@@ -32,5 +32,6 @@ def purge(older_than: str) -> None:
         f"rows kept from them: {kept}; rows deleted: {deleted}; "
         f"{result.payloads_removed} event payloads, "
         f"{result.quarantined_bodies_removed} quarantined bodies, "
-        f"{result.auth_failure_windows_removed} rate-limit windows"
+        f"{result.auth_failure_windows_removed} rate-limit windows; seconds: "
+        + ", ".join(f"{step} {seconds:.2f}" for step, seconds in result.seconds.items())
     )

@@ -19,7 +19,9 @@ DELETEs, each batch its own short transaction.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,39 +98,44 @@ class PurgeResult:
     rows_dropped_estimate: int = 0
     # Rows the policy kept out of dropped partitions (now in DEFAULT), per table.
     rows_kept: dict[str, int] = field(default_factory=dict)
+    # Wall time of each step, so an operator sees where a long purge went.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def purge(sessions: sessionmaker[Session], cutoff: datetime) -> PurgeResult:
     """Everything received and dated before the cut-off, but what the policy keeps."""
     result = PurgeResult()
-    result.jobs_retired = _retire_jobs(sessions, cutoff)
+    with _timed(result, "jobs"):
+        result.jobs_retired = _retire_jobs(sessions, cutoff)
     # Runs first: the runs kept decide which events stay.
-    for table, model, keep in (
-        (HANDLER_RUNS, HandlerRun, _kept_run),
-        (JOB_EVENTS, JobEvent, _kept_job_event),
-        (MEMBER_EVENTS, MemberEvent, _kept_member_event),
-    ):
-        with transaction(sessions) as session:
-            if partitions.is_partitioned(session, table):
-                _drop_partitions(session, table, cutoff, result)
-        result.rows_deleted[table.name] = _in_batches(
-            sessions,
-            lambda session, t=table, m=model, k=keep: _delete_old(session, t, m, k(), cutoff),  # type: ignore[misc]
+    with _timed(result, "history"):
+        for table, model, keep in (
+            (HANDLER_RUNS, HandlerRun, _kept_run),
+            (JOB_EVENTS, JobEvent, _kept_job_event),
+            (MEMBER_EVENTS, MemberEvent, _kept_member_event),
+        ):
+            with transaction(sessions) as session:
+                if partitions.is_partitioned(session, table):
+                    _drop_partitions(session, table, cutoff, result)
+            result.rows_deleted[table.name] = _in_batches(
+                sessions,
+                lambda session, t=table, m=model, k=keep: _delete_old(session, t, m, k(), cutoff),  # type: ignore[misc]
+            )
+        result.rows_deleted["member_data_updates"] = _in_batches(
+            sessions, lambda session: _delete_old_data_updates(session, cutoff)
         )
-    result.rows_deleted["member_data_updates"] = _in_batches(
-        sessions, lambda session: _delete_old_data_updates(session, cutoff)
-    )
-    result.rows_deleted["delivery_ids"] = _in_batches(
-        sessions,
-        lambda session: _delete_batch(
-            session, DeliveryId.__table__, DeliveryId.received_at < cutoff, "delivery_id"
-        ),
-    )
-    with transaction(sessions) as session:
-        if partitions.is_partitioned(session, JOB_STATUS_COUNTS):
-            _drop_partitions(session, JOB_STATUS_COUNTS, cutoff, result)
-    result.rows_deleted["job_status_counts"] = _delete_old_counts(sessions, cutoff)
-    with transaction(sessions) as session:
+        result.rows_deleted["delivery_ids"] = _in_batches(
+            sessions,
+            lambda session: _delete_batch(
+                session, DeliveryId.__table__, DeliveryId.received_at < cutoff, "delivery_id"
+            ),
+        )
+    with _timed(result, "status counts"):
+        with transaction(sessions) as session:
+            if partitions.is_partitioned(session, JOB_STATUS_COUNTS):
+                _drop_partitions(session, JOB_STATUS_COUNTS, cutoff, result)
+        result.rows_deleted["job_status_counts"] = _delete_old_counts(sessions, cutoff)
+    with _timed(result, "bodies"), transaction(sessions) as session:
         result.payloads_removed = _null_payloads(session, cutoff)
         bodies = session.execute(
             update(RejectedDelivery)
@@ -138,6 +145,15 @@ def purge(sessions: sessionmaker[Session], cutoff: datetime) -> PurgeResult:
         result.quarantined_bodies_removed = int(getattr(bodies, "rowcount", 0) or 0)
         result.auth_failure_windows_removed = purge_auth_failures(session, cutoff)
     return result
+
+
+@contextmanager
+def _timed(result: PurgeResult, step: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        result.seconds[step] = time.perf_counter() - started
 
 
 def _in_batches(sessions: sessionmaker[Session], batch: Callable[[Session], int]) -> int:
