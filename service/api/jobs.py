@@ -107,9 +107,9 @@ def get_member_jobs(member_guid: str) -> Response:
         query_model=StatsQuery,
         errors=("400", "401", "503"),
         description=(
-            "Counts events whose updated_at falls in [since, until). A window longer than an "
-            "hour is widened to whole UTC hours unless exact=true; since and until in the answer "
-            "are the window counted."
+            "Counts events whose updated_at falls in [since, until). Unless exact=true, a window "
+            "longer than an hour is widened to whole UTC hours, one longer than a week to whole "
+            "UTC days; since and until in the answer are the window counted."
         ),
     )
 )

@@ -64,7 +64,7 @@ def ingest_jobs(
     """
     results: list[IngestResult] = [IngestResult(Outcome.DUPLICATE)] * len(deliveries)
     in_one_statement = one_statement and is_postgresql(session)
-    # New events of step-by-step rounds, for the hourly counts (the one statement keeps its own).
+    # New events of step-by-step rounds, for the status counts (the one statement keeps its own).
     to_count: list[JobDelivery] = []
     for positions in _rounds(deliveries):
         batch = [deliveries[i] for i in positions]

@@ -88,6 +88,11 @@ class WindowCounts:
         return [institution for institution, _ in ranked[:top]]
 
 
+def writer_shard() -> int:
+    """The shard of every key this process adds to."""
+    return os.getpid() % SHARDS
+
+
 def count_new_events(session: Session, stored: Sequence[JobDelivery]) -> None:
     """Add the batch's newly stored events to the counts, in the batch's transaction."""
     dated = [delivery for delivery in stored if delivery.job.updated_at is not None]
@@ -106,7 +111,7 @@ def count_new_events(session: Session, stored: Sequence[JobDelivery]) -> None:
             counts[span, Breakdown.STATUS_AND_INSTITUTION, bucket, job.status, institution] += 1
             counts[span, Breakdown.STATUS, bucket, job.status, NO_INSTITUTION] += 1
             counts[span, Breakdown.INSTITUTION, bucket, 0, institution] += 1
-    shard = os.getpid() % SHARDS
+    shard = writer_shard()
     _ADD_COUNTS.run(
         session,
         [

@@ -4,8 +4,7 @@ On PostgreSQL the batch is the hot path's biggest cost: written as pipelined exe
 (events, institutions, current states, prompts, runs), psycopg spent more Python per row than the
 server spent running them. Here the round travels as one JSON document, and one statement whose
 data-modifying CTEs claim webhook-ids, store the events, learn institutions, advance current
-states, claim prompts, queue runs and add to the hourly and daily counts answers each delivery's
-outcome.
+states, claim prompts, queue runs and add to the status counts answers each delivery's outcome.
 Its text never changes, so psycopg prepares it once per connection and the server plans it once
 (measured against the steps by bench/batch_paths.py).
 
@@ -20,7 +19,6 @@ member both ends a challenge and is prompted, or is prompted twice, takes the st
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -31,7 +29,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from service.jobs.deliveries import JobDelivery, filed_at
-from service.jobs.rollups import SHARDS as ROLLUP_SHARDS
+from service.jobs.rollups import writer_shard
 from service.jobs.statuses import status_name
 from service.members.cross_source import (
     CHALLENGE_ENDING_JOB_STATUSES,
@@ -275,7 +273,7 @@ def ingest_round_in_one_statement(
         "pending": RunState.PENDING.value,
         "delivery_kind": DeliveryKind.JOB.value,
         "channel": HANDLER_RUNS_CHANNEL,
-        "shard": os.getpid() % ROLLUP_SHARDS,
+        "shard": writer_shard(),
     }
     answers = ROUND.run(session, params)
     return [_result(event_id, advanced, run_ids) for event_id, advanced, run_ids, _ in answers]

@@ -171,7 +171,8 @@ class StatsQuery(BaseModel):
         default=False,
         description=(
             "count exactly [since, until); by default a window longer than an hour is widened to "
-            "whole UTC hours, which precomputed counts answer at any history size (the answer's "
+            "whole UTC hours (longer than a week: whole UTC days), which precomputed counts "
+            "answer at any history size (the answer's "
             "since and until say which hours were counted)"
         ),
     )

@@ -174,39 +174,50 @@ def _delete_batch(session: Session, table: Any, old: ColumnElement[bool], key: s
 
 
 def _delete_old_counts(sessions: sessionmaker[Session], cutoff: datetime) -> int:
-    """Status counts of hours and days wholly before the cut-off, a day of buckets at a time:
-    on PostgreSQL only DEFAULT's (older months were dropped whole; the month straddling the
-    cut-off stays whole until it has passed, as the events it counts do).
+    """Status counts of hours and days wholly before the cut-off: on PostgreSQL only DEFAULT's
+    (older months were dropped whole; the month straddling the cut-off stays whole until it has
+    passed, as the events it counts do)."""
+    with transaction(sessions) as session:
+        outside = _outside_months(session, JOB_STATUS_COUNTS)
+    return sum(
+        _delete_counts_through(
+            sessions,
+            and_(
+                JobStatusCount.span_hours == span,
+                JobStatusCount.breakdown == int(breakdown),
+                outside,
+            ),
+            cutoff - length,  # the last bucket that ends by the cut-off
+        )
+        for span, length in ((HOURLY, timedelta(hours=1)), (DAILY, timedelta(days=1)))
+        for breakdown in Breakdown
+    )
 
-    Each (bucket size, breakdown) is walked forward along the primary key from its oldest day,
-    so no batch rereads the entries earlier batches deleted.
-    """
+
+def _delete_counts_through(
+    sessions: sessionmaker[Session], buckets: ColumnElement[bool], last_start: datetime
+) -> int:
+    """`buckets` starting up to last_start, a day of them a transaction, walked forward along
+    the primary key so no batch rereads the entries earlier batches deleted."""
     counts = JobStatusCount
     deleted = 0
-    for span, bucket in ((HOURLY, timedelta(hours=1)), (DAILY, timedelta(days=1))):
-        last_start = cutoff - bucket  # the last bucket that ends by the cut-off
-        for breakdown in Breakdown:
-            here = and_(counts.span_hours == span, counts.breakdown == int(breakdown))
-            day: datetime | None = None
-            while True:
-                with transaction(sessions) as session:
-                    if day is None:
-                        here = and_(here, _outside_months(session, JOB_STATUS_COUNTS))
-                    later = here if day is None else and_(here, counts.bucket_start >= day)
-                    day = session.scalar(select(func.min(counts.bucket_start)).where(later))
-                    if day is None or day > last_start:
-                        break
-                    done = session.execute(
-                        delete(counts).where(
-                            here,
-                            counts.bucket_start >= day,
-                            counts.bucket_start < day + timedelta(days=1),
-                            counts.bucket_start <= last_start,
-                        )
-                    )
-                    deleted += int(getattr(done, "rowcount", 0) or 0)
-                day += timedelta(days=1)
-    return deleted
+    after: datetime | None = None
+    while True:
+        with transaction(sessions) as session:
+            later = buckets if after is None else and_(buckets, counts.bucket_start >= after)
+            day = session.scalar(select(func.min(counts.bucket_start)).where(later))
+            if day is None or day > last_start:
+                return deleted
+            done = session.execute(
+                delete(counts).where(
+                    buckets,
+                    counts.bucket_start >= day,
+                    counts.bucket_start < day + timedelta(days=1),
+                    counts.bucket_start <= last_start,
+                )
+            )
+            deleted += int(getattr(done, "rowcount", 0) or 0)
+        after = day + timedelta(days=1)
 
 
 def _retire_jobs(sessions: sessionmaker[Session], cutoff: datetime) -> int:
