@@ -7,27 +7,25 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g, request
-from sqlalchemy.exc import DataError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException
 
 from service.api import admin, docs, handlers, health
 from service.api import jobs as api
 from service.api import members as members_api
-from service.api.responses import json_response
 from service.config import Settings
 from service.console import views as console
 from service.context import EXTENSION_KEY, AppState
-from service.errors import DOMAIN_ERRORS, ApiError, BadRequest, ServiceUnavailable
+from service.error_answers import ERROR_ANSWERS
 from service.handlers.registry import handler_plan
 from service.jobs.commits import job_commits
 from service.members.cross_source import CrossSourceRules
 from service.platform.access_log import log_request
 from service.platform.db import make_engine, make_session_factory
-from service.platform.logs import configure_logging, log, request_id_from
+from service.platform.logs import configure_logging, request_id_from
 from service.platform.metrics import RequestTimer
 from service.webhooks import token_endpoint
 from service.webhooks import views as webhooks
 from service.webhooks.guard import install_failed_auth_limiter
+from service.webhooks.job_fast_path import JobFastPath
 from service.webhooks.proxies import TrustedProxies
 
 logger = logging.getLogger("jobhooks.app")
@@ -71,6 +69,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings.auth_failure_window_seconds,
         settings.auth_failure_exempt,
     )
+    # Inside the proxy fix, so it sees the client's address as the app does.
+    app.wsgi_app = JobFastPath(app.wsgi_app, app.extensions)  # type: ignore[method-assign]
     if settings.trusted_proxy_count:
         app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
             app.wsgi_app, settings.trusted_proxy_count, settings.forwarded_allow_ips
@@ -106,56 +106,5 @@ def _register_request_id(app: Flask) -> None:
 
 
 def _register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(error: ApiError) -> Response:
-        return json_response(error.body(), error.status, error.headers)
-
-    for domain_error, as_api_error in DOMAIN_ERRORS.items():
-
-        def answer(
-            error: Exception, as_api_error: Callable[[str], ApiError] = as_api_error
-        ) -> Response:
-            return api_error(as_api_error(str(error)))
-
-        app.register_error_handler(domain_error, answer)
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> Response:
-        status = error.code or 500
-        code = (error.name or "error").lower().replace(" ", "_")
-        headers = dict(error.get_headers())
-        headers.pop("Content-Type", None)
-        body = {"error": code, "message": error.description or error.name, "details": []}
-        return json_response(body, status, headers)
-
-    @app.errorhandler(SQLAlchemyError)
-    def database_error(error: SQLAlchemyError) -> Response:
-        # MX retries on any error, so a database outage loses nothing as long as we never say 2xx.
-        # The driver's own message says what failed (too many clients, a lock, ...); the SQL and
-        # its parameters stay out of the log.
-        driver_message = str(getattr(error, "orig", None) or type(error).__name__)
-        log(
-            logger,
-            "database error",
-            logging.ERROR,
-            error=type(error).__name__,
-            detail=driver_message.splitlines()[0][:300] if driver_message else None,
-        )
-        unavailable = ServiceUnavailable("the database is unavailable; retry later")
-        return json_response(unavailable.body(), unavailable.status, unavailable.headers)
-
-    @app.errorhandler(DataError)
-    @app.errorhandler(OverflowError)
-    def unusable_value(error: DataError | OverflowError) -> Response:
-        # The database refused a value the caller sent (a NUL in text, a number past its column):
-        # the request is at fault, and calling it an outage would have clients retry it forever.
-        # PostgreSQL reports a too-large number as DataError; SQLite's driver as OverflowError.
-        log(logger, "value refused by the database", logging.WARNING, error=type(error).__name__)
-        refused = BadRequest("a value in the request is out of range or contains a NUL character")
-        return json_response(refused.body(), refused.status, refused.headers)
-
-    @app.errorhandler(Exception)
-    def unexpected_error(error: Exception) -> Response:
-        logger.exception("unhandled error")
-        body = {"error": "internal_error", "message": "unexpected error", "details": []}
-        return json_response(body, 500)
+    for error_class, answer in ERROR_ANSWERS.items():
+        app.register_error_handler(error_class, answer)

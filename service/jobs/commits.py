@@ -8,7 +8,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.jobs.deliveries import HandlersFor, JobDelivery
-from service.jobs.ingest import ingest_jobs
+from service.jobs.ingest import ingest_jobs, ingest_jobs_autocommitted
 from service.members.cross_source import CrossSourceRules
 from service.platform.db import run_in_transaction
 from service.platform.group_commit import CommitBatch, GroupCommit
@@ -36,7 +36,12 @@ def job_commits(
 def job_batch_committer(
     sessions: sessionmaker[Session], handlers_for: HandlersFor, rules: CrossSourceRules
 ) -> CommitBatch[JobDelivery, IngestResult]:
+    engine = sessions.kw["bind"]
+
     def ingest(deliveries: Sequence[JobDelivery]) -> list[IngestResult]:
+        alone = ingest_jobs_autocommitted(engine, deliveries, handlers_for, rules)
+        if alone is not None:
+            return alone
         return run_in_transaction(
             sessions, lambda session: ingest_jobs(session, deliveries, handlers_for, rules)
         )

@@ -26,6 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from service.jobs.deliveries import JobDelivery, filed_at
@@ -219,13 +220,17 @@ def fits_one_statement(deliveries: Sequence[JobDelivery], wired: Sequence[Sequen
 
 
 def ingest_round_in_one_statement(
-    session: Session,
+    on: Session | Connection,
     deliveries: Sequence[JobDelivery],
     wired: Sequence[Sequence[str]],
     dedup_keys: Sequence[str],
     prompt_window: timedelta,
 ) -> list[IngestResult]:
-    """Store a round (at most one delivery per job) and return each delivery's outcome."""
+    """Store a round (at most one delivery per job) and return each delivery's outcome.
+
+    `on` a session, it runs in the session's transaction; on a connection in autocommit mode,
+    the statement is its own transaction, committed before it returns.
+    """
     rows = [
         {
             "position": position,
@@ -275,7 +280,7 @@ def ingest_round_in_one_statement(
         "channel": HANDLER_RUNS_CHANNEL,
         "shard": writer_shard(),
     }
-    answers = ROUND.run(session, params)
+    answers = ROUND.run(on, params)
     return [_result(event_id, advanced, run_ids) for event_id, advanced, run_ids, _ in answers]
 
 

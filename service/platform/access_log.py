@@ -3,13 +3,15 @@
 A delivery used to cost two records (the app's "job callback" line and gunicorn's access line),
 each built, formatted and written in the request's own worker. Now a view adds what it did to
 the request's line with `note`, and the app writes that one line as the response leaves; the
-web process's gunicorn access log is off (service/gunicorn_conf.py).
+web process's gunicorn access log is off (service/gunicorn_conf.py). The job callbacks' fast
+path (service/webhooks/job_fast_path.py) writes the same line with `write_access_line`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, g, request
@@ -27,18 +29,41 @@ def note(**fields: Any) -> None:
 
 
 def log_request(response: Response, duration_seconds: float) -> None:
-    level = logging.WARNING if response.status_code >= 500 else logging.INFO
-    line = {
-        "method": request.method,
-        "path": request.path,
-        "status": response.status_code,
-        "duration_ms": round(duration_seconds * 1000, 3),
+    write_access_line(
+        method=request.method,
+        path=request.path,
+        status=response.status_code,
+        duration_seconds=duration_seconds,
         # The header as sent, if any: Response.content_length raises and catches a KeyError
         # for every body-less 204, which costs more than the rest of this line.
-        "bytes": response.headers.get("Content-Length", type=int),
-        "remote_addr": request.remote_addr,
+        content_length=response.headers.get("Content-Length", type=int),
+        remote_addr=request.remote_addr,
+        request_id=g.get("request_id"),
+        noted=g.get("access_fields", {}),
+    )
+
+
+def write_access_line(
+    *,
+    method: str,
+    path: str,
+    status: int,
+    duration_seconds: float,
+    content_length: int | None,
+    remote_addr: str | None,
+    request_id: str | None,
+    noted: Mapping[str, Any],
+) -> None:
+    level = logging.WARNING if status >= 500 else logging.INFO
+    line = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(duration_seconds * 1000, 3),
+        "bytes": content_length,
+        "remote_addr": remote_addr,
         "pid": os.getpid(),
     }
     # What the request did never overwrites what the request was.
-    fields = {**g.get("access_fields", {}), **line}
-    logger.log(level, "request", extra={"fields": fields, "request_id": g.get("request_id")})
+    fields = {**noted, **line}
+    logger.log(level, "request", extra={"fields": fields, "request_id": request_id})

@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
@@ -17,14 +17,14 @@ from service.platform.db import insert_for_dialect
 
 
 @contextmanager
-def driver_cursor(session: Session, sql: str, cursor: Any = None) -> Iterator[Any]:
-    """A DB-API cursor on the session's connection (or `cursor`, made on it), in its
-    transaction, for running `sql`.
+def driver_cursor(on: Session | Connection, sql: str, cursor: Any = None) -> Iterator[Any]:
+    """A DB-API cursor on the session's connection, or on a connection (or `cursor`, made on
+    it), in its transaction, if any, for running `sql`.
 
     A driver error leaves as the error SQLAlchemy's own execute would raise for it (a lost
     connection invalidated, so run_in_transaction retries), and callers handle both alike.
     """
-    connection = session.connection()
+    connection = on.connection() if isinstance(on, Session) else on
     dialect = connection.dialect
     if cursor is None:
         cursor = connection.connection.cursor()
@@ -153,14 +153,15 @@ class NumberedStatement:
         self.sql = self._PLACEHOLDER.sub(number, sql)
         self._names = tuple(names)
 
-    def run(self, session: Session, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Execute in the session's transaction; the rows it returns."""
+    def run(self, on: Session | Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Execute in the session's transaction, or on the connection as it stands; the rows
+        it returns."""
         values = [params[name] for name in self._names]
-        connection = session.connection()
+        connection = on.connection() if isinstance(on, Session) else on
         # The driver module as SQLAlchemy loaded it (psycopg), so importing this module does not.
         raw_cursor = connection.dialect.loaded_dbapi.RawCursor
         with driver_cursor(
-            session, self.sql, raw_cursor(connection.connection.dbapi_connection)
+            connection, self.sql, raw_cursor(connection.connection.dbapi_connection)
         ) as cursor:
             cursor.execute(self.sql, values)
             return list(cursor.fetchall())

@@ -22,7 +22,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -146,6 +146,24 @@ def run_in_transaction(factory: sessionmaker[Session], work: Callable[[Session],
             raise
     with transaction(factory) as session:
         return work(session)
+
+
+def run_autocommitted(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """`work` on a pooled connection in autocommit mode, run again once if the connection
+    turned out to be dead.
+
+    For work that is one statement: it is its own transaction, and the server has committed it
+    when it returns, with no BEGIN and COMMIT round trips around it. Safe to repeat for the same
+    reason as run_in_transaction.
+    """
+    try:
+        with engine.connect() as connection:
+            return work(connection.execution_options(isolation_level="AUTOCOMMIT"))
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    with engine.connect() as connection:
+        return work(connection.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 def insert_for(session: Session, table: Any) -> Any:

@@ -6,6 +6,7 @@ import logging
 import re
 import sys
 import uuid
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,9 @@ import orjson
 from flask import g, has_request_context
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The request id of a request served outside Flask (the job callbacks' fast path), which has no
+# `g` to keep it in; one value per thread or greenlet.
+OUTSIDE_FLASK_REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 _configured = False
 
 
@@ -35,8 +39,12 @@ class JsonFormatter(logging.Formatter):
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if has_request_context() and not hasattr(record, "request_id"):
+        if hasattr(record, "request_id"):
+            return True
+        if has_request_context():
             record.request_id = g.get("request_id")
+        else:
+            record.request_id = OUTSIDE_FLASK_REQUEST_ID.get()
         return True
 
 

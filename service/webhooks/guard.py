@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from flask import Flask, Response, request
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.context import current_state
 from service.errors import ApiError
@@ -30,8 +31,33 @@ class TooManyFailures(ApiError):
 
 
 def client_address() -> str:
+    return address_of(request.remote_addr)
+
+
+def address_of(remote_addr: str | None) -> str:
     # Behind a proxy, ProxyFix (TRUSTED_PROXY_COUNT) has already put the client's address here.
-    return (request.remote_addr or "unknown")[:64]
+    return (remote_addr or "unknown")[:64]
+
+
+def seconds_blocked(
+    limiter: FailedAuthLimiter, sessions: sessionmaker[Session], address: str
+) -> int:
+    """How long `address` must wait before it may try again (0: it may), after learning, at most
+    once a second per process, the blocks other processes made."""
+    now = datetime.now(UTC)
+    if limiter.claim_refresh():
+        try:
+            with transaction(sessions) as session:
+                limiter.refresh(session, now)
+        except SQLAlchemyError as error:
+            # The blocks this process knows still hold; the next refresh tries again.
+            log(
+                logger,
+                "could not read blocked addresses",
+                logging.WARNING,
+                error=type(error).__name__,
+            )
+    return limiter.blocked_for(address, now)
 
 
 def install_failed_auth_limiter(
@@ -43,20 +69,7 @@ def install_failed_auth_limiter(
 
     @app.before_request
     def refuse_blocked_address() -> None:
-        now = datetime.now(UTC)
-        if limiter.claim_refresh():
-            try:
-                with transaction(current_state().sessions) as session:
-                    limiter.refresh(session, now)
-            except SQLAlchemyError as error:
-                # The blocks this process knows still hold; the next refresh tries again.
-                log(
-                    logger,
-                    "could not read blocked addresses",
-                    logging.WARNING,
-                    error=type(error).__name__,
-                )
-        wait = limiter.blocked_for(client_address(), now)
+        wait = seconds_blocked(limiter, current_state().sessions, client_address())
         if wait:
             raise TooManyFailures(wait)
 

@@ -185,16 +185,21 @@ def _accept_job(document: Any, arrival: Arrival) -> IngestResult:
     )
     # Committed together with the other job callbacks this process is receiving at this moment.
     result = current_state().job_commits.submit(delivery)
-    note(
-        callback="job",
-        job_guid=job.guid,
-        member_guid=job.member_guid,
-        job_status=job.status,
-        outcome=result.outcome.value,
-        event_id=result.event_id,
-        handler_runs=len(result.handler_run_ids),
-    )
+    note(**job_access_fields(job, result))
     return result
+
+
+def job_access_fields(job: JobCallback, result: IngestResult) -> dict[str, Any]:
+    """What a job callback's access line says it did."""
+    return {
+        "callback": "job",
+        "job_guid": job.guid,
+        "member_guid": job.member_guid,
+        "job_status": job.status,
+        "outcome": result.outcome.value,
+        "event_id": result.event_id,
+        "handler_runs": len(result.handler_run_ids),
+    }
 
 
 def _accept_connection_status(document: Any, arrival: Arrival) -> IngestResult:
