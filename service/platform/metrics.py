@@ -59,8 +59,17 @@ HANDLER_RUNS_FINISHED = Counter(
 )
 
 
+# Each (endpoint, outcome, reason)'s counter, looked up once per process rather than per delivery;
+# bounded, as every label value comes from a fixed set of the service's own.
+_WEBHOOK_CHILDREN: dict[tuple[str, str, str], Counter] = {}
+
+
 def record_webhook(endpoint: str, outcome: str, reason: str = "") -> None:
-    WEBHOOKS_RECEIVED.labels(endpoint=endpoint, outcome=outcome, reason=reason).inc()
+    key = (endpoint, outcome, reason)
+    child = _WEBHOOK_CHILDREN.get(key)
+    if child is None:
+        child = _WEBHOOK_CHILDREN[key] = WEBHOOKS_RECEIVED.labels(*key)
+    child.inc()
 
 
 # Every label value comes from a fixed set, so no request can grow /metrics: what a client

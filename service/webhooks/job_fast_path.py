@@ -102,7 +102,8 @@ class JobFastPath:
         settings = self._state.settings
         length = environ.get("CONTENT_LENGTH") or ""
         return (
-            length.isdigit()
+            length.isascii()
+            and length.isdigit()
             and 0 < int(length) <= settings.max_body_bytes
             and is_json_content_type(environ.get("CONTENT_TYPE"))
             and not any(environ.get(key) for key in _SIGNATURE_ENVIRON_KEYS)

@@ -315,3 +315,21 @@ def test_a_chunked_delivery_without_content_length_is_left_to_the_app(
     assert served_by_flask == [JOBS_URL]
     [stored] = rows(engine, Job)
     assert stored.guid == job["guid"]
+
+
+def test_a_content_length_of_non_ascii_digits_is_left_to_the_app(
+    client: FlaskClient, engine: Engine, served_by_flask: list[str]
+) -> None:
+    # WSGI decodes headers as Latin-1: a byte 0xB2 arrives as "²", which str.isdigit accepts
+    # and int() refuses. Whatever the app answers, it must be an answer, not a crash.
+    answer = client.post(
+        JOBS_URL,
+        data=orjson.dumps({"job": job_body()}),
+        headers={**basic_header(), "Content-Type": "application/json"},
+        environ_overrides={"CONTENT_LENGTH": "\u00b2"},
+    )
+
+    assert served_by_flask == [JOBS_URL]
+    assert 400 <= answer.status_code < 500
+    assert answer.is_json
+    assert count(engine, JobEvent) == 0
