@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/ingest_latency.py
 	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/own_core.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache .hypothesis
