@@ -37,10 +37,14 @@ def db_downgrade(revision: str) -> None:
 
 @db.command("maintain")
 def db_maintain() -> None:
-    """Create the history tables' partitions ahead (PostgreSQL; the worker does it too)."""
+    """Create the history tables' partitions ahead and drop the months `jobhooks purge` retired
+    (PostgreSQL; the worker does both every five minutes)."""
     with operator_session() as session:
         result = maintain(session, datetime.now(UTC))
     if result.skipped:
         click.echo("nothing to do: SQLite, or another process holds the maintenance lock")
         return
-    click.echo(f"partitions created: {', '.join(result.created) or 'none needed'}")
+    click.echo(
+        f"partitions created: {', '.join(result.created) or 'none needed'}; "
+        f"retired months dropped: {', '.join(result.dropped) or 'none'}"
+    )

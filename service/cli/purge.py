@@ -28,7 +28,8 @@ def purge(older_than: str) -> None:
     kept = ", ".join(f"{table} {count}" for table, count in result.rows_kept.items()) or "none"
     click.echo(
         f"purged before {cutoff.isoformat()}: {result.jobs_retired} jobs retired; "
-        f"partitions dropped: {dropped} (about {result.rows_dropped_estimate} rows), "
+        f"partitions detached: {dropped} (about {result.rows_dropped_estimate} rows; their "
+        "files go at the next `jobhooks db maintain` or worker maintenance), "
         f"rows kept from them: {kept}; rows deleted: {deleted}; "
         f"{result.payloads_removed} event payloads, "
         f"{result.quarantined_bodies_removed} quarantined bodies, "

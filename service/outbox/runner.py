@@ -75,14 +75,17 @@ def maintain_periodically(
     interval: float = MAINTENANCE_SECONDS,
     clock: Clock = utc_now,
 ) -> None:
-    """Create partitions ahead now and every `interval` until `stop`: months ahead, so missing a
-    few rounds while the database is away costs nothing."""
+    """Create partitions ahead, and drop the months retention retired, now and every `interval`
+    until `stop`: months ahead, so missing a few rounds while the database is away costs
+    nothing."""
     while True:
         try:
             with transaction(sessions) as session:
                 result = maintain(session, clock())
             if result.created:
                 log(logger, "partitions created", partitions=result.created)
+            if result.dropped:
+                log(logger, "retired partitions dropped", partitions=result.dropped)
         except SQLAlchemyError as error:
             log(logger, "partition maintenance failed", logging.ERROR, error=type(error).__name__)
         if stop.wait(interval):

@@ -8,8 +8,10 @@ What stays past the cut-off, whatever its age (the policy):
 - every member's current state and its current event (members are not history);
 - the raw bodies of what stays are nulled, as before partitions.
 
-PostgreSQL: month partitions wholly before the cut-off are detached and dropped (constant time,
-whatever they hold); the few rows the policy keeps are first copied to the DEFAULT partition.
+PostgreSQL: month partitions wholly before the cut-off are detached (constant time, whatever
+they hold) and renamed for partition maintenance to drop (worker, `jobhooks db maintain`), so the
+file system's work of freeing them is not the purge's; the few rows the policy keeps are first
+copied to the DEFAULT partition.
 A partition that straddles the cut-off stays whole, bodies included, until its month has
 passed: history lives up to a month beyond the window there. The DEFAULT partition, SQLite
 and the plain tables (jobs, member_data_updates, delivery_ids) lose old rows by batched
@@ -351,7 +353,8 @@ def _drop_partitions(
     session: Session, table: PartitionedTable, cutoff: datetime, result: PurgeResult
 ) -> None:
     """Detach every month wholly before the cut-off, copy what the policy keeps into DEFAULT
-    (the month's range is gone, so that is where its rows now belong), drop the month."""
+    (the month's range is gone, so that is where its rows now belong), retire the month for the
+    next maintenance to drop."""
     old = [
         partition for partition in partitions.partitions(session, table) if partition.end <= cutoff
     ]
@@ -366,7 +369,8 @@ def _drop_partitions(
         result.rows_kept[table.name] = result.rows_kept.get(table.name, 0) + int(
             getattr(copied, "rowcount", 0) or 0
         )
-        partitions.drop(session, [partition])
+        # Out of every query at once; maintenance gives its files back (partitions.retire).
+        partitions.retire(session, partition)
         result.partitions_dropped.append(partition.name)
 
 

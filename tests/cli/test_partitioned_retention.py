@@ -18,7 +18,7 @@ from service.jobs.models import Job, JobEvent, JobStatusCount
 from service.jobs.schemas import JobCallback
 from service.outbox.models import HandlerRun, RunState
 from service.platform.db import make_session_factory, transaction
-from service.platform.partitions import maintain, month_start
+from service.platform.partitions import RETIRED_PREFIX, maintain, month_start
 from service.webhooks import retention
 from service.webhooks.retention import purge
 
@@ -94,8 +94,25 @@ def test_purge_drops_old_history_and_keeps_what_the_policy_keeps(engine: Engine)
                 {"c": CUTOFF},
             ).scalars()
             assert set(kept_in) == {"job_events_default"}
+        # The months are out of every query at once; their files wait for maintenance.
+        retired = {f"{RETIRED_PREFIX}{name}" for name in result.partitions_dropped}
+        assert retired <= retired_tables(engine)
+        with transaction(make_session_factory(engine)) as session:
+            maintenance = maintain(session, NOW)
+        assert retired <= set(maintenance.dropped)
+        assert retired_tables(engine) == set()
     else:
         assert result.rows_deleted["job_events"] == 3
+
+
+def retired_tables(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(
+            connection.execute(
+                text("SELECT relname FROM pg_class WHERE starts_with(relname, :prefix)"),
+                {"prefix": RETIRED_PREFIX},
+            ).scalars()
+        )
 
 
 def test_purge_with_nothing_old_removes_nothing(engine: Engine) -> None:
