@@ -87,6 +87,9 @@ class Settings:
     outage_window_seconds: int = 900
     outage_member_threshold: int = 10
     handler_plan: HandlerPlan = ()
+    # Unset: history stays until `jobhooks purge`. Set: the worker purges what is older at every
+    # maintenance pass, so retention costs a few minutes' worth of rows at a time.
+    history_retention_seconds: float | None = None
     secret_key_setting: str | None = field(default=None, repr=False)
 
     @cached_property
@@ -183,6 +186,7 @@ class Settings:
                 "OUTAGE_MEMBER_THRESHOLD", env, default.outage_member_threshold
             ),
             handler_plan=_handler_plan(env.get("HANDLERS", "")),
+            history_retention_seconds=_age_seconds("HISTORY_RETENTION", env, 0.0) or None,
             secret_key_setting=_optional_secret_key(env.get("SECRET_KEY")),
         )
 

@@ -106,6 +106,11 @@ def test_handler_delivery_settings_are_parsed_per_handler() -> None:
     assert Settings.from_env({}).handler_max_attempts is None
 
 
+def test_history_retention_is_off_unless_set() -> None:
+    assert Settings.from_env({}).history_retention_seconds is None
+    assert Settings.from_env({"HISTORY_RETENTION": "90d"}).history_retention_seconds == 90 * 86400
+
+
 def test_a_handler_setting_naming_no_registered_handler_refuses_to_start() -> None:
     settings = Settings.from_env({"HANDLER_LOOPS": "mfa_prompts=2"})
 
@@ -147,6 +152,8 @@ def test_a_handler_setting_naming_no_registered_handler_refuses_to_start() -> No
         ("PORT", "99999"),
         ("HANDLER_RETRY_HORIZON", "a day"),
         ("HANDLER_RETRY_HORIZON", "0h"),
+        ("HISTORY_RETENTION", "three months"),
+        ("HISTORY_RETENTION", "0d"),
         ("HANDLER_LOOPS", "mfa_prompt"),
         ("HANDLER_LOOPS", "mfa_prompt=0"),
         ("HANDLER_RATE_LIMITS", "alert=-1"),

@@ -6,8 +6,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from types import FrameType
+from typing import Any
 
 import requests
 from prometheus_client import start_http_server
@@ -69,30 +72,59 @@ def serve(worker: Worker, stop: threading.Event, wakeups: WakeUps, poll: float) 
             wakeups.wait(poll)
 
 
+# A purge of what is older than a cut-off, done once however many workers call it: what to log
+# of it, or None when another worker holds it. Given by the command line (service/cli/worker.py):
+# retention is the edge's, and this domain does not import it.
+RetentionPass = Callable[[sessionmaker[Session], datetime], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Retention:
+    seconds: float
+    purge: RetentionPass
+
+
 def maintain_periodically(
     sessions: sessionmaker[Session],
     stop: threading.Event,
     interval: float = MAINTENANCE_SECONDS,
     clock: Clock = utc_now,
+    retention: Retention | None = None,
 ) -> None:
-    """Create partitions ahead, and drop the months retention retired, now and every `interval`
-    until `stop`: months ahead, so missing a few rounds while the database is away costs
-    nothing."""
+    """`maintain_once` now and every `interval` until `stop`."""
     while True:
-        try:
-            with transaction(sessions) as session:
-                result = maintain(session, clock())
-            if result.created:
-                log(logger, "partitions created", partitions=result.created)
-            if result.dropped:
-                log(logger, "retired partitions dropped", partitions=result.dropped)
-        except SQLAlchemyError as error:
-            log(logger, "partition maintenance failed", logging.ERROR, error=type(error).__name__)
+        maintain_once(sessions, clock(), retention)
         if stop.wait(interval):
             return
 
 
-def run_worker(settings: Settings) -> None:
+def maintain_once(
+    sessions: sessionmaker[Session], now: datetime, retention: Retention | None = None
+) -> None:
+    """Create partitions ahead, drop the months retention retired and, with HISTORY_RETENTION,
+    purge what has aged past it since the last pass. Months ahead, and a purge that takes
+    whatever is older, so missing a few passes while the database is away costs nothing."""
+    try:
+        with transaction(sessions) as session:
+            result = maintain(session, now)
+        if result.created:
+            log(logger, "partitions created", partitions=result.created)
+        if result.dropped:
+            log(logger, "retired partitions dropped", partitions=result.dropped)
+    except SQLAlchemyError as error:
+        log(logger, "partition maintenance failed", logging.ERROR, error=type(error).__name__)
+    if retention is None:
+        return
+    try:
+        purged = retention.purge(sessions, now - timedelta(seconds=retention.seconds))
+    except SQLAlchemyError as error:
+        log(logger, "history purge failed", logging.ERROR, error=type(error).__name__)
+        return
+    if purged is not None:
+        log(logger, "history purged", **purged)
+
+
+def run_worker(settings: Settings, purge: RetentionPass | None = None) -> None:
     # Refuse to start on a plan naming an unknown handler, exactly as the web process does.
     handler_plan(settings)
     stop = threading.Event()
@@ -137,7 +169,12 @@ def run_worker(settings: Settings) -> None:
         for index, loop in enumerate(loops)
     ]
     threads.append(
-        threading.Thread(target=maintain_periodically, args=(sessions, stop), name="maintenance")
+        threading.Thread(
+            target=maintain_periodically,
+            args=(sessions, stop),
+            kwargs={"retention": _retention(settings, purge)},
+            name="maintenance",
+        )
     )
     try:
         wakeups.start()
@@ -154,6 +191,12 @@ def run_worker(settings: Settings) -> None:
             loop.close()
         engine.dispose()
     log(logger, "worker stopped", worker_ids=[loop.worker.worker_id for loop in loops])
+
+
+def _retention(settings: Settings, purge: RetentionPass | None) -> Retention | None:
+    if purge is None or not settings.history_retention_seconds:
+        return None
+    return Retention(settings.history_retention_seconds, purge)
 
 
 @dataclass

@@ -73,6 +73,8 @@ JOBS_PER_BATCH = DELETE_BATCH
 KEPT_RUN_STATES = (RunState.PENDING, RunState.RUNNING, RunState.DEAD)
 # A job in one of these has finished even when MX left finished_at out.
 FINISHED_JOB_STATUSES = (6, 7, 8, 9)
+# pg_try_advisory_lock key of a purge run by the workers (HISTORY_RETENTION): one at a time.
+RETENTION_LOCK = 0x6A6F62686F6F6B02
 # A position in the jobs' (updated_at, guid) order: both columns, or the guid alone among the
 # jobs without an updated_at.
 JobKey = tuple[InstrumentedAttribute[Any], ...]
@@ -147,6 +149,38 @@ def purge(sessions: sessionmaker[Session], cutoff: datetime) -> PurgeResult:
         result.quarantined_bodies_removed = int(getattr(bodies, "rowcount", 0) or 0)
         result.auth_failure_windows_removed = purge_auth_failures(session, cutoff)
     return result
+
+
+def purge_once(sessions: sessionmaker[Session], cutoff: datetime) -> PurgeResult | None:
+    """`purge`, by one process at a time on PostgreSQL: None when another holds the retention
+    lock (N workers purge once). The lock is the session's, on a connection of its own in
+    autocommit, so no transaction stays open for the length of the purge."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        return purge(sessions, cutoff)
+    with engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        key = {"key": RETENTION_LOCK}
+        if not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar_one():
+            return None
+        try:
+            return purge(sessions, cutoff)
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+
+
+def purge_for_worker(sessions: sessionmaker[Session], cutoff: datetime) -> dict[str, Any] | None:
+    """The worker's pass with HISTORY_RETENTION: `purge_once`, and what to log of it."""
+    purged = purge_once(sessions, cutoff)
+    if purged is None:
+        return None
+    return {
+        "cutoff": cutoff.isoformat(),
+        "jobs_retired": purged.jobs_retired,
+        "partitions_detached": purged.partitions_dropped,
+        "rows_deleted": purged.rows_deleted,
+        "seconds": {step: round(seconds, 3) for step, seconds in purged.seconds.items()},
+    }
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from service.jobs.ingest import ingest_job
 from service.jobs.models import Job, JobEvent, JobStatusCount
 from service.jobs.schemas import JobCallback
 from service.outbox.models import HandlerRun, RunState
+from service.outbox.runner import Retention, maintain_once
 from service.platform.db import make_session_factory, transaction
 from service.platform.partitions import RETIRED_PREFIX, maintain, month_start
 from service.webhooks import retention
@@ -25,6 +26,7 @@ from service.webhooks.retention import purge
 NOW = datetime.now(UTC)
 LONG_AGO = NOW - timedelta(days=200)
 CUTOFF = NOW - timedelta(days=90)
+NINETY_DAYS = timedelta(days=90).total_seconds()
 
 
 def handlers_for(status: int) -> tuple[str, ...]:
@@ -193,3 +195,34 @@ def dead_run(guid: str, at: datetime) -> HandlerRun:
         updated_at=at,
         filed_at=at,
     )
+
+
+def test_the_worker_purges_what_ages_past_its_retention(engine: Engine) -> None:
+    deliver(engine, "JOB-old", 6, LONG_AGO)
+    deliver(engine, "JOB-old-unfinished", 1, LONG_AGO)
+    deliver(engine, "JOB-recent", 6, NOW)
+    sessions = make_session_factory(engine)
+
+    maintain_once(sessions, NOW)  # without HISTORY_RETENTION: history stays
+    assert set(history(engine)) == {"JOB-old", "JOB-old-unfinished", "JOB-recent"}
+
+    maintain_once(sessions, NOW, Retention(NINETY_DAYS, retention.purge_for_worker))
+
+    assert history(engine) == {"JOB-old-unfinished": [1], "JOB-recent": [6]}
+    assert {job.guid for job in rows(engine, Job)} == {"JOB-old-unfinished", "JOB-recent"}
+
+
+def test_workers_purge_one_at_a_time(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's purges are batched DELETEs that another purge may repeat")
+    deliver(engine, "JOB-old", 6, LONG_AGO)
+    sessions = make_session_factory(engine)
+    key = {"key": retention.RETENTION_LOCK}
+    with engine.connect() as other_worker:
+        assert other_worker.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar()
+        assert retention.purge_once(sessions, CUTOFF) is None
+        assert set(history(engine)) == {"JOB-old"}
+        other_worker.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+    purged = retention.purge_once(sessions, CUTOFF)
+    assert purged is not None and purged.jobs_retired == 1
+    assert history(engine) == {}
