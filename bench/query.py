@@ -11,7 +11,8 @@ latency targets and the other lists.
                                     [--ingest-seconds 8] [--purge]
 
 It also prints table + index bytes per row; --ingest-seconds times ingest on the loaded database
-against an empty one; --purge finally times `jobhooks purge` of the oldest loaded month (and
+against an empty one; --purge finally times `jobhooks purge` of the oldest loaded month, the
+`jobhooks db maintain` that drops its partitions, and a purge a day later (and
 removes it: use it last). --jobs 1000000 loads ten million events.
 
 --reuse keeps the loaded data when the database already holds the requested size.
@@ -481,21 +482,31 @@ def ingest_with_history(url: str, seconds: int) -> None:
 
 
 def purge_oldest_month(url: str, now: datetime) -> None:
-    """`jobhooks purge` with a cut-off that leaves the oldest loaded month wholly behind it."""
+    """`jobhooks purge` with a cut-off that leaves the oldest loaded month wholly behind it, then
+    `jobhooks db maintain`, which drops the months it detached, then a purge a day later: what a
+    daily purge, or a day of the worker's HISTORY_RETENTION passes, finds to do after that."""
     # Whole hours since the current month began: the cut-off lands at or after its first instant.
     hours = max(1, int((now - partitions.month_start(now)).total_seconds() // 3600))
+    run_command(url, "purge", "--older-than", f"{hours}h")
+    run_command(url, "db", "maintain")
+    if hours > 24:
+        run_command(url, "purge", "--older-than", f"{hours - 24}h")
+
+
+def run_command(url: str, *arguments: str) -> None:
     environment = {**os.environ, "DATABASE_URL": url}
     started = time.perf_counter()
     finished = subprocess.run(
-        [str(BIN / "jobhooks"), "purge", "--older-than", f"{hours}h"],
+        [str(BIN / "jobhooks"), *arguments],
         env=environment,
         capture_output=True,
         text=True,
         check=False,
     )
     print(
-        f"\npurge --older-than {hours}h: {time.perf_counter() - started:.1f} s, "
-        f"exit {finished.returncode}: {finished.stdout.strip() or finished.stderr.strip()}"
+        f"\njobhooks {' '.join(arguments)}: {time.perf_counter() - started:.1f} s with the "
+        f"command's start, exit {finished.returncode}: "
+        f"{finished.stdout.strip() or finished.stderr.strip()}"
     )
 
 

@@ -155,32 +155,37 @@ def run_in_transaction(factory: sessionmaker[Session], work: Callable[[Session],
     Safe to repeat: the failed attempt was rolled back with its connection, and if the server
     had in fact committed it, the unique keys make the second attempt a duplicate.
     """
-    try:
+
+    def attempt() -> T:
         with transaction(factory) as session:
             return work(session)
-    except DBAPIError as error:
-        if not error.connection_invalidated:
-            raise
-    with transaction(factory) as session:
-        return work(session)
+
+    return _again_if_the_connection_was_dead(attempt)
 
 
 def run_autocommitted(engine: Engine, work: Callable[[Connection], T]) -> T:
     """`work` on a pooled connection in autocommit mode, run again once if the connection
-    turned out to be dead.
+    turned out to be dead (as run_in_transaction, and as safely).
 
     For work that is one statement: it is its own transaction, and the server has committed it
-    when it returns, with no BEGIN and COMMIT round trips around it. Safe to repeat for the same
-    reason as run_in_transaction.
+    when it returns, with no BEGIN and COMMIT round trips around it. The pool gives the
+    connection back to its next user in its usual transactional mode.
     """
-    try:
+
+    def attempt() -> T:
         with engine.connect() as connection:
             return work(connection.execution_options(isolation_level="AUTOCOMMIT"))
+
+    return _again_if_the_connection_was_dead(attempt)
+
+
+def _again_if_the_connection_was_dead(attempt: Callable[[], T]) -> T:
+    try:
+        return attempt()
     except DBAPIError as error:
         if not error.connection_invalidated:
             raise
-    with engine.connect() as connection:
-        return work(connection.execution_options(isolation_level="AUTOCOMMIT"))
+    return attempt()
 
 
 def insert_for(session: Session, table: Any) -> Any:

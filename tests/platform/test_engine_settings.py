@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import pytest
 from sqlalchemy import text
 
-from service.platform.db import make_engine
+from service.platform.db import (
+    make_engine,
+    make_session_factory,
+    run_autocommitted,
+    transaction,
+)
 
 
 def setting(url: str, name: str, **engine_options: bool) -> str:
@@ -30,3 +36,24 @@ def test_options_in_the_database_url_are_kept(postgres_url: str) -> None:
     assert setting(url, "statement_timeout") == "12345ms"
     assert setting(url, "max_parallel_workers_per_gather") == "0"
     assert setting(url, "synchronous_commit", relaxed_commits=True) == "off"
+
+
+def test_a_connection_lent_in_autocommit_is_transactional_again_afterwards(
+    postgres_url: str,
+) -> None:
+    """The batch statement borrows a pooled connection in autocommit; the sessions that borrow
+    it next must get their transactions back, or a failed step would leave half its writes."""
+    engine = make_engine(postgres_url, pool_size=1)
+    sessions = make_session_factory(engine)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TEMP TABLE IF NOT EXISTS lent (n int)"))
+        lent = run_autocommitted(engine, lambda connection: connection.connection.dbapi_connection)
+        with pytest.raises(RuntimeError), transaction(sessions) as session:
+            assert session.connection().connection.dbapi_connection is lent  # the same one
+            session.execute(text("INSERT INTO lent VALUES (1)"))
+            raise RuntimeError("a later step fails")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM lent")).scalar_one() == 0
+    finally:
+        engine.dispose()
