@@ -31,6 +31,7 @@ from service.app import create_app
 from service.config import Settings
 from service.context import EXTENSION_KEY, AppState
 from service.handlers.registry import load_handlers
+from service.jobs.commits import job_commits
 from service.outbox.relevance import relevance
 from service.outbox.runner import retry_policy
 from service.outbox.worker import CircuitPolicy, Worker
@@ -164,6 +165,21 @@ def app_state(app: Flask) -> AppState:
 @pytest.fixture
 def engine(app: Flask) -> Engine:
     return app_state(app).engine
+
+
+def refuse_every_commit(app: Flask) -> None:
+    """A registry naming a handler the database refuses (NOT NULL): every job commit fails at
+    its last insert, after the event and the current state were written."""
+    state = app_state(app)
+
+    def refused_handler(code: int) -> list[Any]:
+        return [None]
+
+    app.extensions[EXTENSION_KEY] = replace(
+        state,
+        handlers_for=refused_handler,
+        job_commits=job_commits(state.sessions, refused_handler, state.cross_source_rules),
+    )
 
 
 def basic_header(user: str = BASIC_USER, password: str = BASIC_PASSWORD) -> dict[str, str]:

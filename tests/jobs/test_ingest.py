@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from conftest import (
     basic_header,
     bearer_header,
     job_body,
+    refuse_every_commit,
 )
 from db_rows import count, rows
 from flask import Flask
@@ -26,8 +26,6 @@ from sqlalchemy.engine import Engine
 from standardwebhooks.webhooks import Webhook
 from werkzeug.test import TestResponse
 
-from service.context import EXTENSION_KEY
-from service.jobs.commits import job_commits
 from service.jobs.models import Job, JobEvent
 from service.outbox.models import HandlerRun
 from service.webhooks.models import RejectedDelivery
@@ -615,17 +613,7 @@ def test_handler_runs_carry_distinct_idempotency_keys(post_job: PostJob, engine:
 def test_event_is_not_kept_when_its_handler_runs_cannot_be_written(
     app: Flask, client: FlaskClient, engine: Engine
 ) -> None:
-    state = app.extensions[EXTENSION_KEY]
-
-    # A registry naming a handler the database refuses (NOT NULL) makes the last insert fail.
-    def refused_handler(code: int) -> list[Any]:
-        return [None]
-
-    app.extensions[EXTENSION_KEY] = dataclasses.replace(
-        state,
-        handlers_for=refused_handler,
-        job_commits=job_commits(state.sessions, refused_handler, state.cross_source_rules),
-    )
+    refuse_every_commit(app)
 
     response = client.post(JOBS_URL, json={"job": job_body()}, headers=basic_header())
 

@@ -3,7 +3,6 @@ delivery is stored, answered and logged exactly as the app would; anything else 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import re
@@ -13,7 +12,13 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import SIGNING_SECRET, app_state, assert_error_shape, basic_header, job_body
+from conftest import (
+    SIGNING_SECRET,
+    assert_error_shape,
+    basic_header,
+    job_body,
+    refuse_every_commit,
+)
 from db_rows import count, rows
 from flask import Flask, request
 from flask.testing import FlaskClient
@@ -23,8 +28,6 @@ from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
-from service.context import EXTENSION_KEY
-from service.jobs.commits import job_commits
 from service.jobs.models import Job, JobEvent, JobStatusCount
 from service.members.models import MemberPrompt
 from service.outbox.models import HandlerRun
@@ -84,17 +87,7 @@ def log_lines(app: Flask) -> Iterator[LogLines]:
 
 @pytest.fixture
 def commits_refused(app: Flask) -> None:
-    """A registry naming a handler the database refuses (NOT NULL), so every commit fails."""
-    state = app_state(app)
-
-    def refused_handler(code: int) -> list[Any]:
-        return [None]
-
-    app.extensions[EXTENSION_KEY] = dataclasses.replace(
-        state,
-        handlers_for=refused_handler,
-        job_commits=job_commits(state.sessions, refused_handler, state.cross_source_rules),
-    )
+    refuse_every_commit(app)
 
 
 def post_job(
