@@ -88,9 +88,6 @@ ERROR_ANSWERS: dict[type[Exception], Answer] = {
 
 
 def answer_for(error: Exception) -> Response:
-    """The answer the app's error handlers give to `error`."""
-    for kind in type(error).__mro__:
-        answer = ERROR_ANSWERS.get(kind)
-        if answer is not None:
-            return answer(error)
-    return unexpected_error(error)
+    """The answer the app's error handlers give to `error` (every error is an Exception)."""
+    answer = next(ERROR_ANSWERS[kind] for kind in type(error).__mro__ if kind in ERROR_ANSWERS)
+    return answer(error)
