@@ -13,7 +13,6 @@ lookup by id 0.06 ms against 0.51 ms, and inserts ran 10.4k against 8.5k rows/s 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -184,11 +183,6 @@ def estimated_rows(session: Session, partition: Partition) -> int:
         {"name": partition.name},
     ).scalar_one_or_none()
     return max(int(estimate or 0), 0)
-
-
-def drop(session: Session, partitions_: Sequence[Partition]) -> None:
-    for partition in partitions_:
-        session.execute(text(f'DROP TABLE "{partition.name}"'))
 
 
 def retire(session: Session, partition: Partition) -> str:
