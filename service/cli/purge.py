@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 import click
 
 from service.cli.common import operator_sessions
-from service.webhooks.retention import parse_age
-from service.webhooks.retention import purge as purge_older
+from service.webhooks.retention import parse_age, purge_once
 
 
 @click.command()
@@ -22,7 +21,11 @@ def purge(older_than: str) -> None:
         raise click.BadParameter(str(error), param_hint="--older-than") from None
     cutoff = datetime.now(UTC) - age
     with operator_sessions() as sessions:
-        result = purge_older(sessions, cutoff)
+        result = purge_once(sessions, cutoff)
+    if result is None:
+        raise click.ClickException(
+            "another purge is running (a worker's HISTORY_RETENTION pass); try again when it ends"
+        )
     dropped = ", ".join(result.partitions_dropped) or "none"
     deleted = ", ".join(f"{table} {count}" for table, count in result.rows_deleted.items())
     kept = ", ".join(f"{table} {count}" for table, count in result.rows_kept.items()) or "none"

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import basic_header
 from db_rows import rows
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 
 from service.cli import cli
@@ -18,7 +18,7 @@ from service.jobs.models import Job, JobEvent, JobStatusCount
 from service.members.models import MemberDataUpdate, MemberEvent
 from service.outbox.models import HandlerRun, RunState
 from service.webhooks.models import RejectedDelivery
-from service.webhooks.retention import parse_age
+from service.webhooks.retention import RETENTION_LOCK, parse_age
 
 
 def age_everything(engine: Engine, days: int) -> None:
@@ -128,3 +128,17 @@ def test_purge_trims_the_status_counts_to_the_window(
 
     buckets = {(count.span_hours, count.bucket_start) for count in rows(engine, JobStatusCount)}
     assert buckets == {(1, yesterday.replace(minute=0)), (24, yesterday.replace(hour=0, minute=0))}
+
+
+def test_purge_waits_its_turn_behind_a_workers_pass(database_url: str, engine: Engine) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the purge lock is PostgreSQL's")
+    key = {"key": RETENTION_LOCK}
+    with engine.connect() as worker_pass:
+        assert worker_pass.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar()
+        refused = run_purge(database_url, "90d")
+        worker_pass.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+
+    assert refused.exit_code != 0
+    assert "another purge is running" in refused.output
+    assert run_purge(database_url, "90d").exit_code == 0
