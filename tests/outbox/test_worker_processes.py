@@ -195,10 +195,13 @@ def test_sigterm_finishes_the_run_in_hand_and_claims_nothing_more(
     sink.hold()
     post_job(guid="JOB-first", status=2)
     sink.wait_for(1)
-    post_job(guid="JOB-second", status=2)
 
     worker.process.send_signal(signal.SIGTERM)
     time.sleep(0.3)  # the signal lands while the delivery is still in flight
+    # Due after the signal: an idle loop that had already begun a claim before it could take a
+    # run due earlier, but none may start a claim now.
+    post_job(guid="JOB-second", status=2)
+    time.sleep(0.5)  # more than the idle loops' poll interval
     assert worker.process.poll() is None, "stopped without finishing the run in hand"
     sink.release()
     assert worker.process.wait(timeout=15) == 0
