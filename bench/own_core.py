@@ -87,31 +87,26 @@ def pin_web(receiver: Receiver) -> None:
         process.cpu_affinity([WEB_CPU])
 
 
+def wrk_beside_the_database(url: str, seconds: int, load: Load) -> str:
+    """wrk's output, from a run on the database's CPU."""
+    finished = subprocess.run(
+        ["taskset", "--cpu-list", str(DATABASE_AND_LOAD_CPU), *wrk_command(url, seconds, load)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    )
+    return finished.stdout
+
+
 def measure(receiver: Receiver, load: Load) -> Pinned:
     pin_web(receiver)
-    command = [
-        "taskset",
-        "--cpu-list",
-        str(DATABASE_AND_LOAD_CPU),
-        *wrk_command(receiver.url, load.warmup_seconds, load),
-    ]
-    subprocess.run(command, capture_output=True, check=True, timeout=load.warmup_seconds + 60)
+    wrk_beside_the_database(receiver.url, load.warmup_seconds, load)
     database_before = cpu_seconds(postgres_processes())
     with WorkerSampler(receiver) as sampler:
-        finished = subprocess.run(
-            [
-                "taskset",
-                "--cpu-list",
-                str(DATABASE_AND_LOAD_CPU),
-                *wrk_command(receiver.url, load.seconds, load),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=load.seconds + 60,
-        )
+        output = wrk_beside_the_database(receiver.url, load.seconds, load)
     database_seconds = cpu_seconds(postgres_processes()) - database_before
-    result = parse_wrk(finished.stdout)
+    result = parse_wrk(output)
     requests = max(result.requests, 1)
     measured = Pinned(
         receiver=receiver.name,

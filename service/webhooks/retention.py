@@ -97,6 +97,7 @@ class PurgeResult:
     jobs_retired: int = 0
     # Rows deleted one batch at a time, per table.
     rows_deleted: dict[str, int] = field(default_factory=dict)
+    # Months cut off their tables: detached at once, their files dropped by the next maintenance.
     partitions_dropped: list[str] = field(default_factory=list)
     # The planner's count of the rows the dropped partitions held (counting would cost a scan).
     rows_dropped_estimate: int = 0
