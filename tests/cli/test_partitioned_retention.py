@@ -132,6 +132,7 @@ def test_jobs_retire_across_batch_boundaries_with_equal_and_missing_times(
     """Batches of two walk (updated_at, guid): a boundary inside a run of equal updated_at skips
     and repeats nothing, and a job without an updated_at goes by when it arrived."""
     monkeypatch.setattr(retention, "JOBS_PER_BATCH", 2)
+    monkeypatch.setattr(retention, "JOBS_MOST_PER_BATCH", 2)
     old = LONG_AGO.replace(microsecond=0)
     same_instant = [stored_job(f"JOB-{letter}", old, finished_at=old) for letter in "abdegh"]
     with transaction(make_session_factory(engine)) as session:
@@ -161,6 +162,16 @@ def test_jobs_retire_across_batch_boundaries_with_equal_and_missing_times(
         "JOB-undated-5-recent",
     ]
     assert result.jobs_retired == 10
+
+
+def test_retiring_batches_grow_while_quick_and_shrink_when_slow() -> None:
+    first, most = retention.JOBS_PER_BATCH, retention.JOBS_MOST_PER_BATCH
+    target = retention.JOBS_BATCH_SECONDS
+    assert retention._next_batch_size(first, 0.01) == 2 * first
+    assert retention._next_batch_size(most, 0.01) == most
+    assert retention._next_batch_size(4 * first, target) == 4 * first
+    assert retention._next_batch_size(4 * first, 3 * target) == 2 * first
+    assert retention._next_batch_size(first, 3 * target) == first
 
 
 def stored_job(
