@@ -192,11 +192,12 @@ def window_counts(
         # A few statuses: their pairs for every institution are as few rows as the totals.
         counts.add_pairs(_summed_pairs(session, ranges, statuses=statuses))
         return counts
-    for status, name, events in session.execute(_per_status(ranges)):
-        counts.by_status[status] += int(events)
-        counts.name(status, name)
-    for key, events in session.execute(_per_institution(ranges)):
-        counts.by_institution[key or None] += int(events)
+    for breakdown, status, key, name, events in session.execute(_totals(ranges)):
+        if breakdown == Breakdown.STATUS:
+            counts.by_status[status] += int(events)
+            counts.name(status, name)
+        else:
+            counts.by_institution[key or None] += int(events)
     busiest = counts.busiest(top)
     if busiest:
         for institution, status, _, events in _summed_pairs(session, ranges, busiest):
@@ -245,21 +246,17 @@ def _in_ranges(breakdown: Breakdown, ranges: Sequence[BucketRange]) -> ColumnEle
     )
 
 
-def _per_status(ranges: Sequence[BucketRange]) -> Select[int, str | None, int]:
+def _totals(ranges: Sequence[BucketRange]) -> Select[int, int, str, str | None, int]:
+    """The totals per status and per institution, in one round trip: the two breakdowns keep
+    their own rows (0 for status in the per-institution one, "" for the institution in the
+    per-status one), so grouping by all three columns keeps them apart."""
     c = JobStatusCount
     return (
-        select(c.status, func.max(c.status_name), func.sum(c.events))
-        .where(_in_ranges(Breakdown.STATUS, ranges))
-        .group_by(c.status)
-    )
-
-
-def _per_institution(ranges: Sequence[BucketRange]) -> Select[str, int]:
-    c = JobStatusCount
-    return (
-        select(c.institution_key, func.sum(c.events))
-        .where(_in_ranges(Breakdown.INSTITUTION, ranges))
-        .group_by(c.institution_key)
+        select(
+            c.breakdown, c.status, c.institution_key, func.max(c.status_name), func.sum(c.events)
+        )
+        .where(or_(_in_ranges(Breakdown.STATUS, ranges), _in_ranges(Breakdown.INSTITUTION, ranges)))
+        .group_by(c.breakdown, c.status, c.institution_key)
     )
 
 
