@@ -31,9 +31,14 @@ class Base(DeclarativeBase):
     pass
 
 
-def columns_of(row: Base) -> dict[str, Any]:
-    """A row's column values by attribute name, for a document model to pick its fields from."""
-    return {column.key: getattr(row, column.key) for column in row.__mapper__.column_attrs}
+def columns_of(row: Base, leave_out: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A row's column values by attribute name, for a document model to pick its fields from.
+    A column left out is not read, so a deferred one is not loaded by a query of its own."""
+    return {
+        column.key: getattr(row, column.key)
+        for column in row.__mapper__.column_attrs
+        if column.key not in leave_out
+    }
 
 
 def all_models() -> type[Base]:

@@ -153,6 +153,8 @@ def _ingest(
 # served one by one (GET /rejected-deliveries/<id>), so no page can grow a web worker by the whole
 # quarantine. A body is sent twice, as text and as base64: it costs 7/3 of its size.
 LIST_BODY_BUDGET = 512 * 1024
+# The column a page leaves deferred: bodies come by their own query, within the budget.
+BODY = frozenset({"body"})
 
 
 def rejected_position(row: RejectedDelivery) -> Position:
@@ -222,7 +224,7 @@ def rejected_delivery_out(
     # An operator reads the text; replaying needs the exact bytes, invalid UTF-8 included.
     return RejectedDeliveryOut.model_validate(
         {
-            **{name: value for name, value in columns_of(row).items() if name != "body"},
+            **columns_of(row, leave_out=BODY),
             "body_text": body.decode("utf-8", errors="replace") if body is not None else None,
             "body_base64": base64.b64encode(body).decode() if body is not None else None,
             "body_size": size,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from flask.testing import FlaskClient
+from sqlalchemy import Engine, event
 
 
 def reject(client: FlaskClient, headers: dict[str, str], body: bytes) -> None:
@@ -59,3 +61,32 @@ def test_rejected_deliveries_page_without_duplicates_or_gaps(
     original = seen[:7]
     assert len(seen) == len(set(seen)) == 7
     assert original == sorted(original, reverse=True)
+
+
+def test_a_page_reads_the_same_few_statements_however_many_rows_it_lists(
+    client: FlaskClient,
+    api_headers: dict[str, str],
+    ingest_headers: dict[str, str],
+    engine: Engine,
+) -> None:
+    """Rows, body sizes and the bodies within the page's budget: three reads, not one per row."""
+    for index in range(12):
+        reject(client, ingest_headers, b'{"status": %d}' % index)
+    statements: list[str] = []
+
+    def record(*arguments: Any) -> None:
+        statements.append(arguments[2])
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        small = client.get("/rejected-deliveries?limit=2", headers=api_headers)
+        small_count = len(statements)
+        statements.clear()
+        large = client.get("/rejected-deliveries?limit=12", headers=api_headers)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert len(small.get_json()["rejected_deliveries"]) == 2
+    assert len(large.get_json()["rejected_deliveries"]) == 12
+    assert len(statements) == small_count
+    assert sum("rejected_deliveries" in statement for statement in statements) == 3
