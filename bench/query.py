@@ -6,14 +6,18 @@ migrations; then times each read endpoint (median and p99) in-process and throug
 started from the Procfile, and prints the EXPLAIN (ANALYZE) plan of every query behind the two
 latency targets and the other lists.
 
-    .venv/bin/python bench/query.py [--database-url URL] [--jobs 100000] [--requests 1000]
-                                    [--reuse] [--no-http] [--no-explain]
+    .venv/bin/python bench/query.py [--database-url URL] [--jobs 100000[,1000000]]
+                                    [--requests 1000] [--reuse] [--no-http] [--no-explain]
                                     [--ingest-seconds 8] [--purge]
 
 It also prints table + index bytes per row; --ingest-seconds times ingest on the loaded database
 against an empty one; --purge finally times `jobhooks purge` of the oldest loaded month, the
 `jobhooks db maintain` that drops its partitions, and a purge a day later (and
 removes it: use it last). --jobs 1000000 loads ten million events.
+
+Several sizes (--jobs 100000,1000000) are benched one after the other, each in a database of
+its own (the URL's name with _<jobs> appended), and end in one table of every size's figures
+side by side: p99 over HTTP, bytes per row, ingest loaded vs empty, purge steps.
 
 --reuse keeps the loaded data when the database already holds the requested size.
 """
@@ -23,12 +27,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -77,6 +82,8 @@ MEMBERS_DIVISOR = 5  # five jobs per member, so 50 events of history per member
 INSTITUTIONS = 200
 HISTORY_DAYS = 30
 TARGET_MS = 10.0
+# The "seconds: jobs 0.29, history 0.09, ..." that `jobhooks purge` ends its line with.
+STEP_SECONDS = re.compile(r"seconds: (.*)$")
 
 
 @dataclass(frozen=True)
@@ -323,6 +330,8 @@ def endpoints(jobs: int, secret_key: bytes, now: datetime) -> list[Endpoint]:
             lambda rng: f"/stats?since={month_ago}&until={until}",
             share=10,
         ),
+        Endpoint("GET /handler-runs", lambda rng: "/handler-runs"),
+        Endpoint("GET /handler-runs?job_guid=", lambda rng: f"/handler-runs?job_guid={job(rng)}"),
         Endpoint("GET /rejected-deliveries", lambda rng: "/rejected-deliveries"),
     ]
 
@@ -348,7 +357,9 @@ def p99(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[98]
 
 
-def report(title: str, get: Get, points: list[Endpoint], count: int) -> None:
+def report(title: str, get: Get, points: list[Endpoint], count: int) -> dict[str, float]:
+    """Prints each endpoint's median and p99, and returns the p99s in ms by endpoint."""
+    p99s: dict[str, float] = {}
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"\n{title}: {count} requests per endpoint, sequential, after warm-up requests")
     print(f"  (load average {load} on {os.cpu_count()} CPUs)")
@@ -360,6 +371,8 @@ def report(title: str, get: Get, points: list[Endpoint], count: int) -> None:
         if endpoint.target:
             verdict = "  target p99 < 10 ms: " + ("met" if p99_ms < TARGET_MS else "MISSED")
         print(f"  {endpoint.name:<30} {median_ms:>10.2f} {p99_ms:>8.2f} {len(samples):>9}{verdict}")
+        p99s[endpoint.name] = p99_ms
+    return p99s
 
 
 def test_client_get(client: FlaskClient) -> Get:
@@ -438,8 +451,9 @@ HISTORY_TABLES = (
 )
 
 
-def storage(engine: Engine) -> None:
+def storage(engine: Engine) -> dict[str, float]:
     """Table + index bytes per stored row of each history table, over all its partitions."""
+    per_table: dict[str, float] = {}
     print("\nstorage (table + indexes, every partition):")
     with engine.connect() as connection:
         for table in HISTORY_TABLES:
@@ -455,6 +469,8 @@ def storage(engine: Engine) -> None:
             rows = connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
             per_row = size / rows if rows else 0
             print(f"  {table:<20} {rows:>11,} rows {size / 2**20:9.1f} MB {per_row:7.0f} B/row")
+            per_table[table] = per_row
+    return per_table
 
 
 def ingest_rate(url: str, seconds: int) -> float:
@@ -465,7 +481,7 @@ def ingest_rate(url: str, seconds: int) -> float:
         return run_wrk(f"{base}{JOBS_PATH}", seconds, load).requests_per_second
 
 
-def ingest_with_history(url: str, seconds: int) -> None:
+def ingest_with_history(url: str, seconds: int) -> tuple[float, float]:
     """Ingest on the loaded database against a freshly migrated, empty one, alternating."""
     empty = make_url(url).set(database=f"{make_url(url).database}_empty")
     empty_url = empty.render_as_string(hide_password=False)
@@ -479,21 +495,25 @@ def ingest_with_history(url: str, seconds: int) -> None:
         f"\ningest (wrk, 32 connections, {seconds} s, 2 rounds): {loaded:.0f} req/s with the "
         f"history loaded, {fresh:.0f} req/s empty: {loaded / fresh:.2f}x"
     )
+    return loaded, fresh
 
 
-def purge_oldest_month(url: str, now: datetime) -> None:
+def purge_oldest_month(url: str, now: datetime) -> dict[str, str]:
     """`jobhooks purge` with a cut-off that leaves the oldest loaded month wholly behind it, then
     `jobhooks db maintain`, which drops the months it detached, then a purge a day later: what a
     daily purge, or a day of the worker's HISTORY_RETENTION passes, finds to do after that."""
     # Whole hours since the current month began: the cut-off lands at or after its first instant.
     hours = max(1, int((now - partitions.month_start(now)).total_seconds() // 3600))
-    run_command(url, "purge", "--older-than", f"{hours}h")
-    run_command(url, "db", "maintain")
+    steps = {"purge of the oldest month": run_command(url, "purge", "--older-than", f"{hours}h")}
+    steps["db maintain after it"] = run_command(url, "db", "maintain")
     if hours > 24:
-        run_command(url, "purge", "--older-than", f"{hours - 24}h")
+        later = run_command(url, "purge", "--older-than", f"{hours - 24}h")
+        steps["purge a day later"] = later
+    return steps
 
 
-def run_command(url: str, *arguments: str) -> None:
+def run_command(url: str, *arguments: str) -> str:
+    """Runs `jobhooks ARGUMENTS`, prints what it said, returns its wall time and step times."""
     environment = {**os.environ, "DATABASE_URL": url}
     started = time.perf_counter()
     finished = subprocess.run(
@@ -503,17 +523,106 @@ def run_command(url: str, *arguments: str) -> None:
         text=True,
         check=False,
     )
+    seconds = time.perf_counter() - started
+    said = finished.stdout.strip() or finished.stderr.strip()
     print(
-        f"\njobhooks {' '.join(arguments)}: {time.perf_counter() - started:.1f} s with the "
-        f"command's start, exit {finished.returncode}: "
-        f"{finished.stdout.strip() or finished.stderr.strip()}"
+        f"\njobhooks {' '.join(arguments)}: {seconds:.1f} s with the "
+        f"command's start, exit {finished.returncode}: {said}"
     )
+    steps = STEP_SECONDS.search(said)
+    return f"{seconds:.1f} s" + (f" ({steps.group(1)})" if steps else "")
+
+
+@dataclass
+class Figures:
+    """What one size measured, for the table that sets the sizes side by side."""
+
+    p99_ms: dict[str, float] = field(default_factory=dict)
+    bytes_per_row: dict[str, float] = field(default_factory=dict)
+    ingest: tuple[float, float] | None = None  # req/s loaded, empty
+    purge: dict[str, str] = field(default_factory=dict)
+
+
+def bench_size(args: argparse.Namespace, url: str, jobs: int) -> Figures:
+    figures = Figures()
+    ensure_database(url)
+    engine = make_engine(url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    if args.reuse and loaded_jobs(engine) == jobs:
+        with engine.connect() as connection:
+            newest = connection.execute(select(func.max(JobEvent.updated_at))).scalar_one()
+        now = newest
+        migrate.upgrade(url)  # later migrations may have landed since the load
+        print(f"reusing {jobs:,} jobs already loaded")
+    else:
+        print(f"loading {jobs:,} jobs x {EVENTS_PER_JOB} events into {make_url(url).database}")
+        reset_schema(engine, url)
+        load(engine, jobs, now)
+    settings = Settings(database_url=url, basic_auth=(BASIC,), api_tokens=(TOKEN,))
+    points = endpoints(jobs, settings.secret_key, now)
+    app = create_app(settings)
+    figures.p99_ms = report(
+        "Flask test client", test_client_get(app.test_client()), points, args.requests
+    )
+    if not args.no_http:
+        with served_service(url) as base:
+            title = "HTTP (gunicorn, one keep-alive connection)"
+            figures.p99_ms = report(title, http_get(base), points, args.requests)
+    if not args.no_explain:
+        explain_all(engine, jobs, now)
+    figures.bytes_per_row = storage(engine)
+    if args.ingest_seconds:
+        figures.ingest = ingest_with_history(url, args.ingest_seconds)
+    if args.purge:
+        figures.purge = purge_oldest_month(url, now)
+    engine.dispose()
+    return figures
+
+
+def side_by_side(sizes: list[int], figures: list[Figures], over: str) -> None:
+    """One table of every size's figures, a column per size."""
+    heads = [f"{size * EVENTS_PER_JOB / 1e6:g} M events" for size in sizes]
+    print(f"\nside by side ({over}):")
+    print(f"  {'figure':<36}" + "".join(f" {head:>24}" for head in heads))
+
+    def row(name: str, values: list[str]) -> None:
+        print(f"  {name:<36}" + "".join(f" {value:>24}" for value in values))
+
+    for endpoint in figures[0].p99_ms:
+        row(f"p99 ms {endpoint}", [f"{f.p99_ms.get(endpoint, 0):.2f}" for f in figures])
+    for table in figures[0].bytes_per_row:
+        row(f"bytes per row, {table}", [f"{f.bytes_per_row.get(table, 0):.0f}" for f in figures])
+    if all(f.ingest for f in figures):
+        row(
+            "ingest req/s loaded / empty",
+            [
+                f"{f.ingest[0]:.0f} / {f.ingest[1]:.0f} = {f.ingest[0] / f.ingest[1]:.2f}x"
+                for f in figures
+                if f.ingest
+            ],
+        )
+    for step in figures[0].purge:
+        for head, size_figures in zip(heads, figures, strict=True):
+            print(f"  {step}, {head}: {size_figures.purge.get(step, '-')}")
+
+
+def database_for(url: str, jobs: int, sizes: list[int]) -> str:
+    """The URL itself for one size; with several, a database per size beside it."""
+    if len(sizes) == 1:
+        return url
+    named = make_url(url)
+    return named.set(database=f"{named.database}_{jobs}").render_as_string(hide_password=False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
-    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument(
+        "--jobs",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[100_000],
+        help="jobs to load (ten events each); several, comma-separated, for a table of each",
+    )
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--reuse", action="store_true", help="keep data of the right size")
     parser.add_argument("--no-http", action="store_true")
@@ -529,36 +638,14 @@ def main() -> None:
     if make_url(url).get_backend_name() != "postgresql":
         raise SystemExit("bench/query.py needs PostgreSQL (generate_series, EXPLAIN ANALYZE)")
     started = time.perf_counter()
-    ensure_database(url)
-    engine = make_engine(url)
-    now = datetime.now(UTC).replace(microsecond=0)
-    if args.reuse and loaded_jobs(engine) == args.jobs:
-        with engine.connect() as connection:
-            newest = connection.execute(select(func.max(JobEvent.updated_at))).scalar_one()
-        now = newest
-        migrate.upgrade(url)  # later migrations may have landed since the load
-        print(f"reusing {args.jobs:,} jobs already loaded")
-    else:
-        print(f"loading {args.jobs:,} jobs x {EVENTS_PER_JOB} events into {make_url(url).database}")
-        reset_schema(engine, url)
-        load(engine, args.jobs, now)
-    settings = Settings(database_url=url, basic_auth=(BASIC,), api_tokens=(TOKEN,))
-    points = endpoints(args.jobs, settings.secret_key, now)
-    app = create_app(settings)
-    report("Flask test client", test_client_get(app.test_client()), points, args.requests)
-    if not args.no_http:
-        with served_service(url) as base:
-            report(
-                "HTTP (gunicorn, one keep-alive connection)", http_get(base), points, args.requests
-            )
-    if not args.no_explain:
-        explain_all(engine, args.jobs, now)
-    storage(engine)
-    if args.ingest_seconds:
-        ingest_with_history(url, args.ingest_seconds)
-    if args.purge:
-        purge_oldest_month(url, now)
-    engine.dispose()
+    sizes: list[int] = args.jobs
+    figures = []
+    for jobs in sizes:
+        if len(sizes) > 1:
+            print(f"\n======== {jobs:,} jobs")
+        figures.append(bench_size(args, database_for(url, jobs, sizes), jobs))
+    if len(sizes) > 1:
+        side_by_side(sizes, figures, "test client" if args.no_http else "HTTP")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 
