@@ -130,11 +130,13 @@ JOB_TIME_SQL = "(:now - make_interval(secs => (:jobs - j) * :spacing))"
 
 LOAD_EVENTS = f"""
 INSERT INTO job_events
-    (id, job_guid, status, status_name, updated_at, received_at, dedup_key, payload, filed_at)
+    (id, job_guid, status, status_name, institution_guid, updated_at, received_at, dedup_key,
+     payload, filed_at)
 SELECT g,
        'JOB-' || lpad(j::text, 9, '0'),
        s,
        {NAMES_SQL.format(status="s")},
+       'INS-' || lpad((j % {INSTITUTIONS})::text, 4, '0'),
        t,
        t + interval '1 second',
        md5(g::text) || md5('event' || g::text),

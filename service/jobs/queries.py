@@ -172,10 +172,13 @@ def status_counts_statement(
 ) -> Select[str | None, int, str | None, int]:
     """Events (status changes) in [since, until) per (institution, status).
 
-    The institution is looked up per event by primary key rather than joined: a join lets the
+    The institution is the one the callback named, as the status counts take it (rollups.py),
+    else the job's, looked up per event by primary key rather than joined: a join lets the
     planner hash the whole jobs table, and the cost would then grow with history, not the window.
     """
-    institution = select(Job.institution_guid).where(Job.guid == JobEvent.job_guid)
+    stored = select(Job.institution_guid).where(Job.guid == JobEvent.job_guid).scalar_subquery()
+    # COALESCE evaluates the lookup only for events whose callback named no institution.
+    institution = func.coalesce(JobEvent.institution_guid, stored)
     conditions = [JobEvent.updated_at >= since, JobEvent.updated_at < until]
     if statuses:
         conditions.append(JobEvent.status.in_(statuses))
@@ -183,7 +186,7 @@ def status_counts_statement(
         select(
             JobEvent.status,
             JobEvent.status_name,
-            institution.scalar_subquery().label("institution_guid"),
+            institution.label("institution_guid"),
         )
         .where(*conditions)
         .subquery()

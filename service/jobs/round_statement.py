@@ -89,10 +89,10 @@ WITH input AS (
     RETURNING delivery_id
 ), events AS (
     INSERT INTO job_events
-        (job_guid, status, status_name, updated_at, received_at, dedup_key, delivery_id, payload,
-         filed_at)
-    SELECT job_guid, status, status_name, updated_at, received_at, dedup_key, delivery_id, payload,
-        filed_at
+        (job_guid, status, status_name, institution_guid, updated_at, received_at, dedup_key,
+         delivery_id, payload, filed_at)
+    SELECT job_guid, status, status_name, institution_guid, updated_at, received_at, dedup_key,
+        delivery_id, payload, filed_at
     FROM input
     WHERE delivery_id IS NULL OR position IN (
         SELECT position FROM first_of_id JOIN claimed_id USING (delivery_id)

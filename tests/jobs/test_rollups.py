@@ -11,7 +11,7 @@ import pytest
 from conftest import job_body
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +22,7 @@ from service.jobs.ingest import ingest_jobs
 from service.jobs.models import JobEvent, JobStatusCount
 from service.jobs.queries import job_stats, status_counts, status_counts_statement, summarize_counts
 from service.jobs.rollups import counted_window
-from service.jobs.schemas import validate_job
+from service.jobs.schemas import StatsOut, validate_job
 from service.platform.db import make_engine, make_session_factory, run_in_transaction
 
 START = datetime(2026, 11, 20, tzinfo=UTC)
@@ -195,3 +195,56 @@ def test_an_hour_is_a_utc_hour_whatever_offset_mx_sends(database_url: str) -> No
         assert stats.total == 1
     finally:
         engine.dispose()
+
+
+def test_a_short_window_counts_each_event_under_the_institution_its_callback_named(
+    database_url: str,
+) -> None:
+    """Counted from the events (an hour or less), as the rollups count them: the institution each
+    callback named, else the job's, which is also how an event stored before the events kept
+    their own (migration 0012) is counted."""
+    engine = make_engine(database_url)
+    sessions = make_session_factory(engine)
+    plan = handler_plan(Settings(database_url=database_url))
+    moment = START + timedelta(minutes=10)
+    bodies = [
+        job_body(guid="JOB-moved", institution_guid="INS-a", status=0),
+        job_body(guid="JOB-moved", institution_guid="INS-b", status=1),
+        job_body(guid="JOB-unnamed", institution_guid="INS-c", status=0),
+        job_body(guid="JOB-unnamed", institution_guid=None, status=1),
+    ]
+    for n, body in enumerate(bodies):
+        at = moment + timedelta(seconds=n)
+        callback, raw = validate_job({**body, "updated_at": at.isoformat()})
+        delivery = JobDelivery(callback, raw, moment + timedelta(seconds=n))
+        run_in_transaction(sessions, lambda session, d=delivery: ingest_jobs(session, [d], plan))
+    hour = (START, START + timedelta(hours=1))  # from the rollups
+    minutes = (START + timedelta(minutes=5), START + timedelta(minutes=30))  # from the events
+    try:
+        with sessions() as session:
+            assert job_stats(session, *hour, (), top=10) == raw_stats(session, *hour)
+            assert per_institution(job_stats(session, *minutes, (), top=10)) == {
+                ("INS-a", 0): 1,
+                ("INS-b", 1): 1,
+                ("INS-c", 0): 1,
+                ("INS-c", 1): 1,
+            }
+        with sessions.begin() as session:
+            session.execute(update(JobEvent).values(institution_guid=None))
+        with sessions() as session:
+            assert per_institution(job_stats(session, *minutes, (), top=10)) == {
+                ("INS-b", 0): 1,
+                ("INS-b", 1): 1,
+                ("INS-c", 0): 1,
+                ("INS-c", 1): 1,
+            }
+    finally:
+        engine.dispose()
+
+
+def per_institution(stats: StatsOut) -> dict[tuple[str | None, int], int]:
+    return {
+        (institution.institution_guid, status.status): status.count
+        for institution in stats.by_institution
+        for status in institution.by_status
+    }
