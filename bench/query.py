@@ -130,7 +130,7 @@ JOB_TIME_SQL = "(:now - make_interval(secs => (:jobs - j) * :spacing))"
 
 LOAD_EVENTS = f"""
 INSERT INTO job_events
-    (id, job_guid, status, status_name, institution_guid, updated_at, received_at, dedup_key,
+    (id, job_guid, status, status_name, institution_key, updated_at, received_at, dedup_key,
      payload, filed_at)
 SELECT g,
        'JOB-' || lpad(j::text, 9, '0'),

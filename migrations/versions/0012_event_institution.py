@@ -1,10 +1,12 @@
-"""Each job event keeps the institution its callback named, so a window's events are counted
+"""Each job event keeps the institution it is counted under, so a window's events are counted
 per institution without looking up every event's job.
 
 /stats counts a window of an hour or less (and the ragged edges of an exact window) from the
 events themselves. It took each event's institution from its job, one primary-key lookup per
 event into `jobs`: 137 ms at p99 for the last hour at ten million events, and it grows with the
-callbacks an hour brings. Events stored before this revision keep NULL and are still looked up.
+callbacks an hour brings. The key is the status counts' own (the institution the callback
+named, else its job's when it was stored, "" for none), so counting from the events and from the
+counts agree. Events stored before this revision keep NULL and are still looked up.
 
 Adding a nullable column without a default rewrites nothing on either database.
 
@@ -25,9 +27,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("job_events", sa.Column("institution_guid", sa.String(255), nullable=True))
+    op.add_column("job_events", sa.Column("institution_key", sa.String(255), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("job_events") as batch:
-        batch.drop_column("institution_guid")
+        batch.drop_column("institution_key")

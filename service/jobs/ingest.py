@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.jobs.deliveries import HandlersFor, JobDelivery, dedup_key, filed_at
 from service.jobs.models import Job, JobEvent
-from service.jobs.rollups import count_new_events
+from service.jobs.rollups import count_new_events, institution_keys
 from service.jobs.round_statement import fits_one_statement, ingest_round_in_one_statement
 from service.jobs.statuses import status_name
 from service.members.cross_source import (
@@ -65,8 +65,9 @@ def ingest_jobs(
     """
     results: list[IngestResult] = [IngestResult(Outcome.DUPLICATE)] * len(deliveries)
     in_one_statement = one_statement and is_postgresql(session)
-    # New events of step-by-step rounds, for the status counts (the one statement keeps its own).
-    to_count: list[JobDelivery] = []
+    # New events of step-by-step rounds and the institution each is counted under, for the
+    # status counts (the one statement keeps its own).
+    to_count: list[tuple[JobDelivery, str]] = []
     for positions in _rounds(deliveries):
         batch = [deliveries[i] for i in positions]
         wired = [handlers_for(delivery.job.status) for delivery in batch]
@@ -75,8 +76,14 @@ def ingest_jobs(
                 session, batch, wired, [dedup_key(d.job) for d in batch], rules.prompt_window
             )
         else:
-            round_results = _ingest_round(session, batch, handlers_for, rules)
-            to_count += [d for d, r in zip(batch, round_results, strict=True) if r.event_id]
+            # Read before the round writes, as the one statement reads them.
+            keys = institution_keys(session, batch)
+            round_results = _ingest_round(session, batch, keys, handlers_for, rules)
+            to_count += [
+                (delivery, key)
+                for delivery, key, result in zip(batch, keys, round_results, strict=True)
+                if result.event_id
+            ]
         for position, result in zip(positions, round_results, strict=True):
             results[position] = result
     count_new_events(session, to_count)
@@ -127,10 +134,11 @@ def _rounds(deliveries: Sequence[JobDelivery]) -> list[list[int]]:
 def _ingest_round(
     session: Session,
     deliveries: Sequence[JobDelivery],
+    institution_keys: Sequence[str],
     handlers_for: HandlersFor,
     rules: CrossSourceRules,
 ) -> list[IngestResult]:
-    event_ids = _insert_events(session, deliveries)
+    event_ids = _insert_events(session, deliveries, institution_keys)
     stored = [
         (delivery, event_id)
         for delivery, event_id in zip(deliveries, event_ids, strict=True)
@@ -236,7 +244,7 @@ EVENT_COLUMNS = (
     "job_guid",
     "status",
     "status_name",
-    "institution_guid",
+    "institution_key",
     "updated_at",
     "received_at",
     "dedup_key",
@@ -290,7 +298,9 @@ EVENT_INSERT = insert_new(JobEvent.__table__, EVENT_COLUMNS)
 JOB_UPSERT = BulkWrite(_job_upsert)
 
 
-def _insert_events(session: Session, deliveries: Sequence[JobDelivery]) -> list[int | None]:
+def _insert_events(
+    session: Session, deliveries: Sequence[JobDelivery], institution_keys: Sequence[str]
+) -> list[int | None]:
     """Each delivery's new event id, or None where the unique keys found it already stored."""
     claimed = [
         claim_delivery_id(session, DeliveryKind.JOB, delivery.delivery_id, delivery.received_at)
@@ -301,7 +311,7 @@ def _insert_events(session: Session, deliveries: Sequence[JobDelivery]) -> list[
             "job_guid": delivery.job.guid,
             "status": delivery.job.status,
             "status_name": status_name(delivery.job.status, delivery.job.status_name),
-            "institution_guid": delivery.job.institution_guid,
+            "institution_key": key,
             "updated_at": delivery.job.updated_at,
             "received_at": delivery.received_at,
             "dedup_key": dedup_key(delivery.job),
@@ -309,7 +319,7 @@ def _insert_events(session: Session, deliveries: Sequence[JobDelivery]) -> list[
             "payload": delivery.raw,
             "filed_at": filed_at(delivery.job),
         }
-        for delivery, new in zip(deliveries, claimed, strict=True)
+        for delivery, key, new in zip(deliveries, institution_keys, claimed, strict=True)
         if new
     ]
     inserted = iter(EVENT_INSERT.run(session, rows))

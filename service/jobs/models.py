@@ -41,9 +41,10 @@ class JobEvent(Base):
     job_guid: Mapped[str] = mapped_column(String(GUID_LENGTH))
     status: Mapped[int] = mapped_column(Integer)
     status_name: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
-    # As the callback named it, so a short window is counted per institution without a lookup
-    # of each event's job (migration 0012); NULL when it named none, or was stored before.
-    institution_guid: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
+    # The institution the event is counted under in job_status_counts (the callback's, else its
+    # job's when it was stored, "" for none), so a short window is counted per institution
+    # without a lookup of each event's job; NULL for events stored before migration 0012.
+    institution_key: Mapped[str | None] = mapped_column(String(GUID_LENGTH))
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # sha256 of (guid, status, updated_at): MX resends the same body on retry.

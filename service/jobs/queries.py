@@ -10,11 +10,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, Select, case, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from service.jobs.models import Job, JobEvent
-from service.jobs.rollups import WindowCounts, window_counts
+from service.jobs.rollups import NO_INSTITUTION, WindowCounts, window_counts
 from service.jobs.schemas import (
     EventOut,
     InstitutionStatsOut,
@@ -172,13 +172,16 @@ def status_counts_statement(
 ) -> Select[str | None, int, str | None, int]:
     """Events (status changes) in [since, until) per (institution, status).
 
-    The institution is the one the callback named, as the status counts take it (rollups.py),
-    else the job's, looked up per event by primary key rather than joined: a join lets the
-    planner hash the whole jobs table, and the cost would then grow with history, not the window.
+    Each event is counted under the institution key it was stored with, the status counts' own
+    (rollups.py). An event stored before it kept one (migration 0012) takes its job's, looked up
+    per event by primary key rather than joined: a join lets the planner hash the whole jobs
+    table, and the cost would then grow with history, not the window.
     """
-    stored = select(Job.institution_guid).where(Job.guid == JobEvent.job_guid).scalar_subquery()
-    # COALESCE evaluates the lookup only for events whose callback named no institution.
-    institution = func.coalesce(JobEvent.institution_guid, stored)
+    looked_up = select(Job.institution_guid).where(Job.guid == JobEvent.job_guid)
+    institution = case(
+        (JobEvent.institution_key.is_(None), looked_up.scalar_subquery()),
+        else_=func.nullif(JobEvent.institution_key, NO_INSTITUTION),
+    )
     conditions = [JobEvent.updated_at >= since, JobEvent.updated_at < until]
     if statuses:
         conditions.append(JobEvent.status.in_(statuses))

@@ -5,7 +5,9 @@ Ingest adds each batch's new events to job_status_counts in the batch's transact
 PostgreSQL inside the round's one statement (service/jobs/round_statement.py), elsewhere with one
 executemany of the batch's distinct keys (count_new_events). Every event is added to its UTC hour
 and its UTC day, each in three breakdowns (per status and institution, per status, per
-institution), under the institution its job had when it was stored.
+institution), under the institution its callback named, else the one its job had when it was
+stored; the event keeps that key (job_events.institution_key), so a count of the events
+themselves agrees with the counts without looking up each event's job.
 
 A window is read as: its whole days from the daily buckets, the whole hours around them from the
 hourly ones, and the at most two partial hours at its edges by counting their events (each
@@ -93,19 +95,17 @@ def writer_shard() -> int:
     return os.getpid() % SHARDS
 
 
-def count_new_events(session: Session, stored: Sequence[JobDelivery]) -> None:
-    """Add the batch's newly stored events to the counts, in the batch's transaction."""
-    dated = [delivery for delivery in stored if delivery.job.updated_at is not None]
+def count_new_events(session: Session, stored: Sequence[tuple[JobDelivery, str]]) -> None:
+    """Add the batch's newly stored events, each with its institution key (institution_keys),
+    to the counts, in the batch's transaction."""
+    dated = [(delivery, key) for delivery, key in stored if delivery.job.updated_at is not None]
     if not dated:
         return
-    stored_institutions = _stored_institutions(session, dated)
     counts: Counter[tuple[int, int, datetime, int, str]] = Counter()
     names: dict[int, str | None] = {}
-    for delivery in dated:
+    for delivery, institution in dated:
         job = delivery.job
         hour = _hour_of(job.updated_at)  # type: ignore[arg-type]
-        # As the callback named it, else as stored for the job.
-        institution = job.institution_guid or stored_institutions.get(job.guid) or NO_INSTITUTION
         names[job.status] = status_name(job.status, job.status_name)
         for span, bucket in ((HOURLY, hour), (DAILY, hour.replace(hour=0))):
             counts[span, Breakdown.STATUS_AND_INSTITUTION, bucket, job.status, institution] += 1
@@ -130,15 +130,15 @@ def count_new_events(session: Session, stored: Sequence[JobDelivery]) -> None:
     )
 
 
-def _stored_institutions(
-    session: Session, deliveries: Sequence[JobDelivery]
-) -> dict[str, str | None]:
-    """The stored institution of each job whose callback named none."""
+def institution_keys(session: Session, deliveries: Sequence[JobDelivery]) -> list[str]:
+    """The institution each delivery's event is counted under, and keeps (job_events'
+    institution_key): as its callback named it, else as stored for its job, else none ("")."""
     unnamed = {d.job.guid for d in deliveries if d.job.institution_guid is None}
-    if not unnamed:
-        return {}
-    stored = session.execute(select(Job.guid, Job.institution_guid).where(Job.guid.in_(unnamed)))
-    return {guid: institution for guid, institution in stored}
+    stored: dict[str, str | None] = {}
+    if unnamed:
+        rows = session.execute(select(Job.guid, Job.institution_guid).where(Job.guid.in_(unnamed)))
+        stored = {guid: institution for guid, institution in rows}
+    return [d.job.institution_guid or stored.get(d.job.guid) or NO_INSTITUTION for d in deliveries]
 
 
 def _add_counts(dialect: str) -> object:

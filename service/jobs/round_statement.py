@@ -89,19 +89,26 @@ WITH input AS (
     RETURNING delivery_id
 ), events AS (
     INSERT INTO job_events
-        (job_guid, status, status_name, institution_guid, updated_at, received_at, dedup_key,
+        (job_guid, status, status_name, institution_key, updated_at, received_at, dedup_key,
          delivery_id, payload, filed_at)
-    SELECT job_guid, status, status_name, institution_guid, updated_at, received_at, dedup_key,
-        delivery_id, payload, filed_at
+    SELECT job_guid, status, status_name,
+        -- The key the status counts use: as the callback named it, else as stored for the job.
+        coalesce(
+            institution_guid,
+            (SELECT known.institution_guid FROM jobs AS known WHERE known.guid = input.job_guid),
+            ''
+        ),
+        updated_at, received_at, dedup_key, delivery_id, payload, filed_at
     FROM input
     WHERE delivery_id IS NULL OR position IN (
         SELECT position FROM first_of_id JOIN claimed_id USING (delivery_id)
     )
     ORDER BY position
     ON CONFLICT DO NOTHING
-    RETURNING id, job_guid
+    RETURNING id, job_guid, institution_key
 ), stored AS (
-    SELECT input.*, events.id AS event_id FROM input JOIN events USING (job_guid)
+    SELECT input.*, events.id AS event_id, events.institution_key
+    FROM input JOIN events USING (job_guid)
 ), learned AS (
     UPDATE members SET institution_guid = learning.institution_guid
     FROM (
@@ -156,12 +163,7 @@ WITH input AS (
     RETURNING id, event_id
 ), added AS (
     SELECT date_trunc('hour', stored.updated_at, 'UTC') AS hour_start, stored.status,
-        coalesce(
-            stored.institution_guid,
-            (SELECT known.institution_guid FROM jobs AS known WHERE known.guid = stored.job_guid),
-            ''
-        ) AS institution_key,
-        max(stored.status_name) AS status_name, count(*) AS events
+        stored.institution_key, max(stored.status_name) AS status_name, count(*) AS events
     FROM stored
     WHERE stored.updated_at IS NOT NULL
     GROUP BY 1, 2, 3

@@ -72,7 +72,8 @@ DELETE_BATCH = 5000
 # a batch costs ~25 ms whatever its size (planning across handler_runs' partitions, the boundary
 # read, the commit), which was three quarters of a purge in batches of 5,000; a larger batch
 # holds its row locks longer, which only a late event of a job finished before the cut-off
-# would wait behind.
+# would wait behind. SQLite's batches stay at the first size: its one writer lock holds all of
+# ingest back for as long as any batch lasts.
 JOBS_PER_BATCH = DELETE_BATCH
 JOBS_MOST_PER_BATCH = 200_000
 JOBS_BATCH_SECONDS = 0.25
@@ -279,6 +280,7 @@ def _retire_along(sessions: sessionmaker[Session], old: ColumnElement[bool], key
     retired = 0
     after: Sequence[Any] | None = None
     size = JOBS_PER_BATCH
+    grows = sessions.kw["bind"].dialect.name == "postgresql"
     while True:
         started = time.perf_counter()
         with transaction(sessions) as session:
@@ -296,7 +298,8 @@ def _retire_along(sessions: sessionmaker[Session], old: ColumnElement[bool], key
         if last is None:
             return retired
         after = last
-        size = _next_batch_size(size, time.perf_counter() - started)
+        if grows:
+            size = _next_batch_size(size, time.perf_counter() - started)
 
 
 def _next_batch_size(size: int, seconds: float) -> int:

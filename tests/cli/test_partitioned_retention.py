@@ -126,13 +126,16 @@ def test_purge_with_nothing_old_removes_nothing(engine: Engine) -> None:
     assert history(engine) == {"JOB-recent": [6]}
 
 
+@pytest.mark.parametrize("most", [2, 8], ids=["batches-of-two", "growing-batches"])
 def test_jobs_retire_across_batch_boundaries_with_equal_and_missing_times(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, most: int
 ) -> None:
-    """Batches of two walk (updated_at, guid): a boundary inside a run of equal updated_at skips
-    and repeats nothing, and a job without an updated_at goes by when it arrived."""
+    """Batches of two (or, on PostgreSQL, of two growing to eight) walk (updated_at, guid): a
+    boundary inside a run of equal updated_at skips and repeats nothing, and a job without an
+    updated_at goes by when it arrived."""
     monkeypatch.setattr(retention, "JOBS_PER_BATCH", 2)
-    monkeypatch.setattr(retention, "JOBS_MOST_PER_BATCH", 2)
+    monkeypatch.setattr(retention, "JOBS_MOST_PER_BATCH", most)
+    monkeypatch.setattr(retention, "JOBS_BATCH_SECONDS", 3600.0)  # every batch is quick
     old = LONG_AGO.replace(microsecond=0)
     same_instant = [stored_job(f"JOB-{letter}", old, finished_at=old) for letter in "abdegh"]
     with transaction(make_session_factory(engine)) as session:

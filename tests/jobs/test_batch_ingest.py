@@ -60,12 +60,12 @@ def scenario(prefix: str) -> list[JobDelivery]:
     return [
         delivery(prefix, "a", 0, 1),
         delivery(prefix, "b", 2, 2, member="shared"),
-        delivery(prefix, "a", 3, 3),
+        delivery(prefix, "a", 3, 3, institution_guid=None),  # counted under the job's
         delivery(prefix, "b", 2, 2, member="shared"),  # MX's retry of the same status change
         delivery(prefix, "c", 6, 9),
         delivery(prefix, "c", 3, 4),  # arrives after a newer one: history, not current
         delivery(prefix, "d", 6, 5, member="shared"),  # ends the shared member's challenge
-        delivery(prefix, "e", 9, 6),
+        delivery(prefix, "e", 9, 6, institution_guid=None),  # no institution known at all
         delivery(prefix, "a", 6, 7),
         delivery(prefix, "f", 2, 8),
         delivery(prefix, "g", 2, 8, member="f"),  # another job of f's member, challenged too
@@ -79,7 +79,7 @@ def stored(engine: Engine, prefix: str) -> dict[str, Any]:
         return value.removeprefix(prefix) if value else value
 
     events = [
-        (bare(event.job_guid), event.status, event.updated_at)
+        (bare(event.job_guid), event.status, event.updated_at, bare(event.institution_key))
         for event in rows(engine, JobEvent)
         if event.job_guid.startswith(prefix)
     ]

@@ -45,7 +45,8 @@ def history(database_url: str) -> Iterator[sessionmaker[Session]]:
         body = job_body(
             guid=f"JOB-{job}",
             member_guid=f"MBR-{job}",
-            institution_guid=INSTITUTIONS[job % 3],
+            # A callback may leave the institution out: counted under the job's, if known yet.
+            institution_guid=INSTITUTIONS[job % 3] if chance.random() < 0.75 else None,
             status=chance.randrange(10),
             status_name=None,
             updated_at=moment.isoformat(),
@@ -230,7 +231,7 @@ def test_a_short_window_counts_each_event_under_the_institution_its_callback_nam
                 ("INS-c", 1): 1,
             }
         with sessions.begin() as session:
-            session.execute(update(JobEvent).values(institution_guid=None))
+            session.execute(update(JobEvent).values(institution_key=None))
         with sessions() as session:
             assert per_institution(job_stats(session, *minutes, (), top=10)) == {
                 ("INS-b", 0): 1,

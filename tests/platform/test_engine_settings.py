@@ -30,6 +30,12 @@ def test_no_connection_plans_parallel_workers(postgres_url: str) -> None:
     assert setting(postgres_url, "max_parallel_workers_per_gather", relaxed_commits=True) == "0"
 
 
+def test_no_connection_compiles_its_statements(postgres_url: str) -> None:
+    """Short index reads: JIT compiling one would cost more than running it."""
+    assert setting(postgres_url, "jit") == "off"
+    assert setting(postgres_url, "jit", relaxed_commits=True) == "off"
+
+
 def test_options_in_the_database_url_are_kept(postgres_url: str) -> None:
     separator = "&" if "?" in postgres_url else "?"
     url = f"{postgres_url}{separator}options={quote('-c statement_timeout=12345')}"
