@@ -228,11 +228,14 @@ def _bucket_ranges(first_hour: datetime, last_hour: datetime) -> list[BucketRang
     return ranges
 
 
-def _in_ranges(breakdown: Breakdown, ranges: Sequence[BucketRange]) -> ColumnElement[bool]:
+def _in_ranges(*breakdowns: Breakdown, ranges: Sequence[BucketRange]) -> ColumnElement[bool]:
     c = JobStatusCount
     # Written into the SQL rather than bound: the server plans a prepared statement once for
-    # any parameters, and only a constant lets that plan use the pairs' partial index.
-    in_breakdown = c.breakdown == literal_column(str(int(breakdown)))
+    # any parameters, and only a constant lets that plan use the pairs' partial index. Several
+    # breakdowns go in one IN list, so each range is one scan of the key rather than one per
+    # breakdown whose rows are all checked against every other's condition.
+    written: list[ColumnElement[int]] = [literal_column(str(int(b))) for b in breakdowns]
+    in_breakdown = c.breakdown == written[0] if len(written) == 1 else c.breakdown.in_(written)
     return or_(
         *(
             and_(
@@ -255,7 +258,7 @@ def _totals(ranges: Sequence[BucketRange]) -> Select[int, int, str, str | None, 
         select(
             c.breakdown, c.status, c.institution_key, func.max(c.status_name), func.sum(c.events)
         )
-        .where(or_(_in_ranges(Breakdown.STATUS, ranges), _in_ranges(Breakdown.INSTITUTION, ranges)))
+        .where(_in_ranges(Breakdown.STATUS, Breakdown.INSTITUTION, ranges=ranges))
         .group_by(c.breakdown, c.status, c.institution_key)
     )
 
@@ -267,7 +270,7 @@ def _summed_pairs(
     statuses: Sequence[int] = (),
 ) -> list[CountRow]:
     c = JobStatusCount
-    conditions = [_in_ranges(Breakdown.STATUS_AND_INSTITUTION, ranges)]
+    conditions = [_in_ranges(Breakdown.STATUS_AND_INSTITUTION, ranges=ranges)]
     if institutions:
         conditions.append(c.institution_key.in_([i or NO_INSTITUTION for i in institutions]))
     if statuses:
