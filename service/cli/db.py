@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import click
 
-from service.cli.common import operator_session
+from service.cli.common import operator_session, operator_sessions
 from service.config import Settings
+from service.jobs.folding import fold_settled
 from service.platform import migrations
 from service.platform.partitions import maintain
 
@@ -37,14 +38,19 @@ def db_downgrade(revision: str) -> None:
 
 @db.command("maintain")
 def db_maintain() -> None:
-    """Create the history tables' partitions ahead and drop the months `jobhooks purge` retired
-    (PostgreSQL; the worker does both every five minutes)."""
+    """Create the history tables' partitions ahead, drop the months `jobhooks purge` retired
+    (PostgreSQL) and fold every past bucket's status counts into one row (the worker does all
+    three every five minutes, folding the last two days)."""
+    now = datetime.now(UTC)
     with operator_session() as session:
-        result = maintain(session, datetime.now(UTC))
+        result = maintain(session, now)
     if result.skipped:
-        click.echo("nothing to do: SQLite, or another process holds the maintenance lock")
-        return
-    click.echo(
-        f"partitions created: {', '.join(result.created) or 'none needed'}; "
-        f"retired months dropped: {', '.join(result.dropped) or 'none'}"
-    )
+        click.echo("partitions: nothing to do (SQLite, or another process holds the lock)")
+    else:
+        click.echo(
+            f"partitions created: {', '.join(result.created) or 'none needed'}; "
+            f"retired months dropped: {', '.join(result.dropped) or 'none'}"
+        )
+    with operator_sessions() as sessions:
+        folded = fold_settled(sessions, now, since=None)
+    click.echo(f"status count rows folded: {folded}")

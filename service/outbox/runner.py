@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import Settings
 from service.handlers.deliveries import Clock, outbound_session, utc_now
 from service.handlers.registry import handler_names, handler_plan, load_handlers
+from service.jobs.folding import LOOKBACK, fold_settled
 from service.outbox.backoff import RetryPolicy
 from service.outbox.lanes import LaneBook
 from service.outbox.relevance import relevance
@@ -101,9 +102,10 @@ def maintain_periodically(
 def maintain_once(
     sessions: sessionmaker[Session], now: datetime, retention: Retention | None = None
 ) -> None:
-    """Create partitions ahead, drop the months retention retired and, with HISTORY_RETENTION,
-    purge what has aged past it since the last pass. Months ahead, and a purge that takes
-    whatever is older, so missing a few passes while the database is away costs nothing."""
+    """Create partitions ahead, drop the months retention retired, fold the status counts of
+    the buckets that settled and, with HISTORY_RETENTION, purge what has aged past it since the
+    last pass. Months ahead, folds that look back days, and a purge that takes whatever is
+    older, so missing a few passes while the database is away costs nothing."""
     try:
         with transaction(sessions) as session:
             result = maintain(session, now)
@@ -113,6 +115,13 @@ def maintain_once(
             log(logger, "retired partitions dropped", partitions=result.dropped)
     except SQLAlchemyError as error:
         log(logger, "partition maintenance failed", logging.ERROR, error=type(error).__name__)
+    try:
+        folded = fold_settled(sessions, now, since=now - LOOKBACK)
+    except SQLAlchemyError as error:
+        log(logger, "status count folding failed", logging.ERROR, error=type(error).__name__)
+    else:
+        if folded:
+            log(logger, "status counts folded", rows=folded)
     if retention is None:
         return
     try:

@@ -1,0 +1,173 @@
+"""Each web process adds to its own shard of a status count (service/jobs/rollups.py), so a
+bucket's counts are as many rows as processes wrote to it. Once a bucket is over, nothing needs
+its shards apart: folding sums them into one row, so /stats reads one row per key of a past hour
+or day, however many processes ingest.
+
+The worker folds what settled since its last passes (service/outbox/runner.py) and
+`jobhooks db maintain` folds all history. Folding never waits on ingest: on PostgreSQL it takes
+only the rows no writer holds (SKIP LOCKED; the rest wait for the next fold) and adds them to a
+shard no writer owns, so it holds no lock ingest could be waiting for while it waits itself.
+SQLite's one writer lock runs the two one after the other. A callback that arrives after its
+bucket was folded adds to its writer's shard again, for a later fold; a reader sums every shard,
+so an answer is the same before and after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    SmallInteger,
+    and_,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.jobs.models import JobStatusCount
+from service.jobs.rollups import DAILY, DAY, HOURLY, Breakdown
+from service.platform.db import insert_for_dialect, transaction
+
+# The shard folded counts live in: no process writes to it (writer_shard is never negative), and
+# every writer's shard is greater.
+FOLDED = -1
+# A bucket is folded once it has been over this long: MX's callbacks for it have arrived by
+# then, bar the rare late one.
+SETTLED = timedelta(hours=1)
+# How far back the worker's pass looks for buckets to fold: a day of missed passes (the database
+# away, no worker running) still leaves nothing unfolded. `jobhooks db maintain` folds all history.
+LOOKBACK = timedelta(days=2)
+# pg_try_advisory_xact_lock key of a fold: one process at a time does the work.
+FOLD_LOCK = 0x6A6F62686F6F6B03
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def fold_settled(sessions: sessionmaker[Session], now: datetime, since: datetime | None) -> int:
+    """Fold every bucket over for SETTLED that starts at or after `since` (None: the oldest),
+    a day of buckets a transaction; the shard rows folded away."""
+    first = _oldest_day(sessions) if since is None else _day_of(since)
+    if first is None:
+        return 0
+    folded = 0
+    day = first
+    while day <= now:
+        with transaction(sessions) as session:
+            folded += fold_day(session, day, now)
+        day += DAY
+    return folded
+
+
+def fold_day(session: Session, day: datetime, now: datetime) -> int:
+    """Fold the hours of UTC `day` and the day itself, those over for SETTLED; the shard rows
+    folded away (none when another process is folding, on PostgreSQL)."""
+    settled = _settled(day, now)
+    if settled is None:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        return _fold_skipping_held_rows(session, settled)
+    return _fold_in_two_statements(session, settled)
+
+
+def _settled(day: datetime, now: datetime) -> ColumnElement[bool] | None:
+    """The writers' rows of `day`'s hours and of the day, where that bucket is over for SETTLED."""
+    c = JobStatusCount
+    spans = []
+    for span, length, first, end in (
+        (HOURLY, timedelta(hours=1), day, day + DAY),
+        (DAILY, DAY, day, day + timedelta(microseconds=1)),
+    ):
+        # A bucket starting at or before `last` ended SETTLED ago.
+        last = min(now - SETTLED - length, end - timedelta(microseconds=1))
+        if last >= first:
+            spans.append(
+                and_(
+                    c.span_hours == span,
+                    # Each breakdown's own range of the primary key, not every row of the span.
+                    c.breakdown.in_([int(breakdown) for breakdown in Breakdown]),
+                    c.bucket_start >= first,
+                    c.bucket_start <= last,
+                )
+            )
+    if not spans:
+        return None
+    # `>` rather than `!=`: a bound the index checks, so rows folded already cost no heap read.
+    return and_(or_(*spans), c.shard > FOLDED)
+
+
+KEY = ("span_hours", "breakdown", "bucket_start", "status", "institution_key")
+
+
+def _fold_skipping_held_rows(session: Session, settled: ColumnElement[bool]) -> int:
+    locked = session.execute(
+        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": FOLD_LOCK}
+    ).scalar_one()
+    if not locked:
+        return 0
+    table: Any = JobStatusCount.__table__
+    shard_key = [table.c[column] for column in (*KEY, "shard")]
+    taken = select(*shard_key).where(settled).with_for_update(skip_locked=True).cte("taken")
+    moved = (
+        delete(table)
+        .where(settled, tuple_(*shard_key).in_(select(*taken.c)))
+        .returning(*(table.c[column] for column in (*KEY, "status_name", "events")))
+        .cte("moved")
+    )
+    added = _add_to_folded(session, moved).returning(table.c.events).cte("added")
+    return int(session.execute(select(func.count()).select_from(moved).add_cte(added)).scalar_one())
+
+
+def _fold_in_two_statements(session: Session, settled: ColumnElement[bool]) -> int:
+    rows = select(JobStatusCount.__table__).where(settled).subquery("rows")
+    session.execute(_add_to_folded(session, rows))
+    removed = session.execute(delete(JobStatusCount).where(settled))
+    return int(getattr(removed, "rowcount", 0) or 0)
+
+
+def _add_to_folded(session: Session, rows: Any) -> Any:
+    """INSERT the sum of `rows` per key into FOLDED's rows, in key order (two folds would take
+    those rows' locks in the same order)."""
+    table: Any = JobStatusCount.__table__
+    key: Sequence[Any] = [rows.c[column] for column in KEY]
+    summed = (
+        select(
+            *key,
+            literal(FOLDED, SmallInteger),
+            func.max(rows.c.status_name),
+            func.sum(rows.c.events),
+        )
+        .group_by(*key)
+        .order_by(*key)
+    )
+    insert = insert_for_dialect(session.get_bind().dialect.name, table).from_select(
+        [*KEY, "shard", "status_name", "events"], summed
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[table.c[column] for column in (*KEY, "shard")],
+        set_={
+            "events": table.c.events + insert.excluded.events,
+            "status_name": func.coalesce(insert.excluded.status_name, table.c.status_name),
+        },
+    )
+
+
+def _oldest_day(sessions: sessionmaker[Session]) -> datetime | None:
+    """The first day counted: every event is in its day's per-status bucket."""
+    c = JobStatusCount
+    with sessions() as session:
+        return session.scalar(
+            select(func.min(c.bucket_start)).where(
+                c.span_hours == DAILY, c.breakdown == int(Breakdown.STATUS)
+            )
+        )
+
+
+def _day_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
