@@ -5,10 +5,11 @@ from __future__ import annotations
 import html as html_text
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from conftest import Sink
-from console_helpers import failing_worker, kill_runs, login
+from console_helpers import RECENTLY, failing_worker, kill_runs, login
 from flask.testing import FlaskClient
 
 from service.outbox.worker import Worker
@@ -25,10 +26,9 @@ def page(client: FlaskClient, path: str) -> str:
 
 
 def post_timeline(post_job: Callable[..., Any], guid: str, **fields: Any) -> None:
-    for status, minute in ((0, "00"), (2, "01"), (6, "02")):
-        response = post_job(
-            guid=guid, status=status, updated_at=f"2026-12-01T10:{minute}:00Z", **fields
-        )
+    for status, minute in ((0, 0), (2, 1), (6, 2)):
+        at = RECENTLY + timedelta(minutes=minute)
+        response = post_job(guid=guid, status=status, updated_at=at.isoformat(), **fields)
         assert response.status_code == 204
 
 
@@ -136,7 +136,7 @@ def test_job_page_shows_state_timeline_payloads_and_runs(
         "COMPLETED",
     ]
     assert timeline.count("<details>") == 3 and '"guid": "JOB-detail-1"' in timeline
-    assert "2026-12-01 10:02:00 UTC" in html and " ago" in html
+    assert f"{RECENTLY + timedelta(minutes=2):%Y-%m-%d %H:%M:%S} UTC" in html and " ago" in html
     assert "mfa_prompt" in html  # the CHALLENGED step's run
     assert 'data-run-state="dead"' in dead and "idempotency key" in dead
     assert "500" in dead  # the last error the receiver caused
