@@ -10,11 +10,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, case, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, Select, case, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
-from service.jobs.models import Job, JobEvent
-from service.jobs.rollups import NO_INSTITUTION, WindowCounts, window_counts
+from service.jobs.models import Job, JobEvent, JobStatusCount
+from service.jobs.rollups import HOURLY, NO_INSTITUTION, Breakdown, WindowCounts, window_counts
 from service.jobs.schemas import (
     EventOut,
     InstitutionStatsOut,
@@ -168,7 +168,7 @@ def stats_window(
 
 
 def status_counts_statement(
-    since: datetime, until: datetime, statuses: Sequence[int]
+    since: datetime, until: datetime, statuses: Sequence[int], hour: datetime | None = None
 ) -> Select[str | None, int, str | None, int]:
     """Events (status changes) in [since, until) per (institution, status).
 
@@ -176,30 +176,63 @@ def status_counts_statement(
     (rollups.py). An event stored before it kept one (migration 0012) takes its job's, looked up
     per event by primary key rather than joined: a join lets the planner hash the whole jobs
     table, and the cost would then grow with history, not the window.
+
+    With `hour`, the UTC hour that holds [since, until): that hour's counts less the hour's
+    events outside the window, which costs less when those are fewer than the window's
+    (rollups.window_counts chooses). One statement reads one snapshot, so an event stored
+    between two reads can never make a count fall below zero.
     """
     looked_up = select(Job.institution_guid).where(Job.guid == JobEvent.job_guid)
     institution = case(
         (JobEvent.institution_key.is_(None), looked_up.scalar_subquery()),
         else_=func.nullif(JobEvent.institution_key, NO_INSTITUTION),
     )
-    conditions = [JobEvent.updated_at >= since, JobEvent.updated_at < until]
-    if statuses:
-        conditions.append(JobEvent.status.in_(statuses))
-    events = (
-        select(
-            JobEvent.status,
-            JobEvent.status_name,
-            institution.label("institution_guid"),
+    narrowed = [JobEvent.status.in_(statuses)] if statuses else []
+    if hour is None:
+        events = (
+            select(JobEvent.status, JobEvent.status_name, institution.label("institution_guid"))
+            .where(JobEvent.updated_at >= since, JobEvent.updated_at < until, *narrowed)
+            .subquery()
         )
-        .where(*conditions)
-        .subquery()
+        return select(
+            events.c.institution_guid,
+            events.c.status,
+            func.max(events.c.status_name),
+            func.count(),
+        ).group_by(events.c.institution_guid, events.c.status)
+    c = JobStatusCount
+    hour_counts = select(
+        c.status,
+        c.status_name,
+        func.nullif(c.institution_key, NO_INSTITUTION).label("institution_guid"),
+        c.events,
+    ).where(
+        c.span_hours == HOURLY,
+        c.breakdown == int(Breakdown.STATUS_AND_INSTITUTION),
+        c.bucket_start == hour,
+        *([c.status.in_(statuses)] if statuses else []),
     )
-    return select(
-        events.c.institution_guid,
-        events.c.status,
-        func.max(events.c.status_name),
-        func.count(),
-    ).group_by(events.c.institution_guid, events.c.status)
+    rest_of_hour = select(
+        JobEvent.status, JobEvent.status_name, institution.label("institution_guid"), literal(-1)
+    ).where(
+        JobEvent.updated_at >= hour,
+        JobEvent.updated_at < hour + timedelta(hours=1),
+        or_(JobEvent.updated_at < since, JobEvent.updated_at >= until),
+        *narrowed,
+    )
+    both = union_all(hour_counts, rest_of_hour).subquery()
+    return (
+        select(
+            both.c.institution_guid,
+            both.c.status,
+            func.max(both.c.status_name),
+            func.sum(both.c.events),
+        )
+        .group_by(both.c.institution_guid, both.c.status)
+        # An hour retention has begun to empty may count fewer events than it holds yet: a pair
+        # left below zero is left out.
+        .having(func.sum(both.c.events) > 0)
+    )
 
 
 def job_stats(

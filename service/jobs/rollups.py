@@ -47,6 +47,9 @@ DAYS_FROM = timedelta(days=7)
 NO_INSTITUTION = ""
 # span_hours of the two bucket sizes.
 HOURLY, DAILY = 1, 24
+# Reading an hour's counts costs about what counting this long of its events does: a part of an
+# hour is counted as the hour less the rest only when the rest is this much shorter.
+HOUR_READ = timedelta(minutes=5)
 
 
 class Breakdown(IntEnum):
@@ -59,8 +62,11 @@ class Breakdown(IntEnum):
 
 
 CountRow = tuple[str | None, int, str | None, int]  # institution, status, name, events
-# The statement that counts the events themselves in a window (service/jobs/queries.py).
-RawCounts = Callable[[datetime, datetime, Sequence[int]], Select[str | None, int, str | None, int]]
+# The statement that counts the events themselves in a window, or, given the UTC hour that holds
+# the window, the hour's counts less the hour's other events (service/jobs/queries.py).
+RawCounts = Callable[
+    [datetime, datetime, Sequence[int], datetime | None], Select[str | None, int, str | None, int]
+]
 BucketRange = tuple[int, datetime, datetime]  # span_hours, first bucket, end (exclusive)
 
 
@@ -182,11 +188,12 @@ def window_counts(
     counts = WindowCounts()
     first_hour, last_hour = _hour_at_or_after(since), _hour_of(until)
     if first_hour >= last_hour:
-        counts.add_pairs(_raw(session, raw_counts, since, until, statuses))
+        for start, end in _split_at_the_hour(since, until):
+            counts.add_pairs(_part_of_an_hour(session, raw_counts, start, end, statuses))
         return counts
     for edge_start, edge_end in ((since, first_hour), (last_hour, until)):
         if edge_start < edge_end:
-            counts.add_pairs(_raw(session, raw_counts, edge_start, edge_end, statuses))
+            counts.add_pairs(_part_of_an_hour(session, raw_counts, edge_start, edge_end, statuses))
     ranges = _bucket_ranges(first_hour, last_hour)
     if statuses:
         # A few statuses: their pairs for every institution are as few rows as the totals.
@@ -205,17 +212,33 @@ def window_counts(
     return counts
 
 
-def _raw(
+def _split_at_the_hour(since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
+    """A window that holds no whole UTC hour, as its parts in each hour it touches."""
+    boundary = _hour_at_or_after(since)
+    return [(s, e) for s, e in ((since, min(boundary, until)), (boundary, until)) if s < e]
+
+
+def _part_of_an_hour(
     session: Session,
     raw_counts: RawCounts,
     since: datetime,
     until: datetime,
     statuses: Sequence[int],
 ) -> list[CountRow]:
-    return [
-        (i, s, name, int(n))
-        for i, s, name, n in session.execute(raw_counts(since, until, statuses))
-    ]
+    """The events of [since, until), within one UTC hour: counted one by one, or as the hour's
+    counts less the rest of the hour when the rest holds fewer. What holds fewer is judged by
+    length up to now, as no event is dated ahead yet: the default window, the last hour, then
+    counts at most half an hour of events, and none of the current hour's."""
+    hour, now = _hour_of(since), datetime.now(UTC)
+    inside = _length_before(since, until, now)
+    rest = _length_before(hour, since, now) + _length_before(until, hour + HOUR, now)
+    by_rest = rest + HOUR_READ < inside
+    rows = session.execute(raw_counts(since, until, statuses, hour if by_rest else None))
+    return [(i, s, name, int(n)) for i, s, name, n in rows]
+
+
+def _length_before(start: datetime, end: datetime, now: datetime) -> timedelta:
+    return max(min(end, now) - start, timedelta(0))
 
 
 def _bucket_ranges(first_hour: datetime, last_hour: datetime) -> list[BucketRange]:

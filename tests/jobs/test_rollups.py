@@ -198,6 +198,29 @@ def test_an_hour_is_a_utc_hour_whatever_offset_mx_sends(database_url: str) -> No
         engine.dispose()
 
 
+def test_the_last_hour_counts_exactly_beside_events_dated_ahead(database_url: str) -> None:
+    """The default window, [now - 1h, now): a part of it may be counted as its hour less the rest
+    of the hour, and the rest holds what MX dated ahead of our clock; none of it is counted."""
+    engine = make_engine(database_url)
+    sessions = make_session_factory(engine)
+    plan = handler_plan(Settings(database_url=database_url))
+    now = datetime.now(UTC)
+    minutes = (-70, -50, -30, -10, -1, 1, 30)  # from now; four of them in the last hour
+    for n, offset in enumerate(minutes):
+        at = now + timedelta(minutes=offset)
+        body = job_body(guid=f"JOB-{n}", status=n % 3, updated_at=at.isoformat())
+        callback, raw = validate_job(body)
+        delivery = JobDelivery(callback, raw, now)
+        run_in_transaction(sessions, lambda session, d=delivery: ingest_jobs(session, [d], plan))
+    try:
+        with sessions() as session:
+            stats = job_stats(session, now - timedelta(hours=1), now, (), top=10)
+            assert stats == raw_stats(session, now - timedelta(hours=1), now)
+        assert stats.total == 4
+    finally:
+        engine.dispose()
+
+
 def test_a_short_window_counts_each_event_under_the_institution_its_callback_named(
     database_url: str,
 ) -> None:
