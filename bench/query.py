@@ -277,7 +277,9 @@ def load(engine: Engine, jobs: int, now: datetime) -> None:
     folded = fold_settled(make_session_factory(engine), now, since=None)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM FULL job_status_counts"))
-    print(f"  folded {folded:>9,} job_status_counts    in {time.perf_counter() - started:5.1f} s")
+    print(
+        f"  folded {folded.rows:>9,} job_status_counts    in {time.perf_counter() - started:5.1f} s"
+    )
     # VACUUM sets the visibility map (index-only scans) and ANALYZE the planner's statistics.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         started = time.perf_counter()

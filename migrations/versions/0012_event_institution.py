@@ -3,9 +3,10 @@ per institution without looking up every event's job.
 
 /stats counts a window of an hour or less (and the ragged edges of an exact window) from the
 events themselves. It took each event's institution from its job, one primary-key lookup per
-event into `jobs`, a random read each among a `jobs` as large as the history. The key is the status counts' own (the institution the callback
-named, else its job's when it was stored, "" for none), so counting from the events and from the
-counts agree. Events stored before this revision keep NULL and are still looked up.
+event into `jobs`, a random read each among a `jobs` as large as the history. The key is the
+status counts' own (the institution the callback named, else its job's when it was stored, ""
+for none), so counting from the events and from the counts agree. Events stored before this
+revision keep NULL and are still looked up.
 
 Adding a nullable column without a default rewrites nothing on either database.
 

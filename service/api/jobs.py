@@ -115,14 +115,15 @@ def get_member_jobs(member_guid: str) -> Response:
 )
 def get_stats() -> Response:
     query = parse_query(StatsQuery, request.args)
-    since, until = stats_window(query.since, query.until, datetime.now(UTC))
+    now = datetime.now(UTC)
+    since, until = stats_window(query.since, query.until, now)
     if since >= until:
         raise BadRequest(
             "invalid query parameters", [FieldProblem("since", "must be earlier than until")]
         )
     since, until = counted_window(since, until, query.exact)
     with reading() as session:
-        stats = job_stats(session, since, until, query.status, query.top)
+        stats = job_stats(session, since, until, query.status, query.top, now)
     return json_response(stats)
 
 

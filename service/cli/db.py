@@ -39,8 +39,8 @@ def db_downgrade(revision: str) -> None:
 @db.command("maintain")
 def db_maintain() -> None:
     """Create the history tables' partitions ahead, drop the months `jobhooks purge` retired
-    (PostgreSQL) and fold every past bucket's status counts into one row (the worker does all
-    three every five minutes, folding the last two days)."""
+    (PostgreSQL) and fold the status counts of every hour and day over for an hour into one row
+    a key (the worker does all three every five minutes, folding the last two days)."""
     now = datetime.now(UTC)
     with operator_session() as session:
         result = maintain(session, now)
@@ -52,5 +52,8 @@ def db_maintain() -> None:
             f"retired months dropped: {', '.join(result.dropped) or 'none'}"
         )
     with operator_sessions() as sessions:
-        folded = fold_settled(sessions, now, since=None)
-    click.echo(f"status count rows folded: {folded}")
+        folded = fold_settled(sessions, now, since=None, wait=True)
+    click.echo(f"status count rows folded: {folded.rows}")
+    if folded.days_left:
+        days = ", ".join(day.date().isoformat() for day in folded.days_left)
+        click.echo(f"days left for the next fold (a purge held their counts): {days}")

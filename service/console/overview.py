@@ -63,12 +63,12 @@ def load_overview(session: Session, now: datetime, handlers: Sequence[str]) -> O
     latest, _ = list_jobs(session, JobFilters(), None, LATEST_JOBS)
     day_since, day_until = counted_window(now - DAY, now, exact=False)
     return Overview(
-        day=status_counts(session, day_since, day_until),
+        day=status_counts(session, day_since, day_until, now),
         day_since=day_since,
         queue=queue_health(session, now, handlers),
         dead_runs=dead_run_counts(session),
         quarantined=count_quarantined(session),
-        halted_last_hour=job_stats(session, now - HOUR, now, [HALTED], TOP_INSTITUTIONS),
+        halted_last_hour=job_stats(session, now - HOUR, now, [HALTED], TOP_INSTITUTIONS, now),
         latest_jobs=[job_out(job) for job in latest],
     )
 

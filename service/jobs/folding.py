@@ -3,18 +3,19 @@ bucket's counts are as many rows as processes wrote to it. Once a bucket is over
 its shards apart: folding sums them into one row, so /stats reads one row per key of a past hour
 or day, however many processes ingest.
 
-The worker folds what settled since its last passes (service/outbox/runner.py) and
-`jobhooks db maintain` folds all history. Folding never waits on ingest: on PostgreSQL it takes
-only the rows no writer holds (SKIP LOCKED; the rest wait for the next fold) and adds them to a
-shard no writer owns, so it holds no lock ingest could be waiting for while it waits itself.
-SQLite's one writer lock runs the two one after the other. A callback that arrives after its
-bucket was folded adds to its writer's shard again, for a later fold; a reader sums every shard,
-so an answer is the same before and after.
+The worker folds what settled in the last days (service/outbox/runner.py) and `jobhooks db
+maintain` folds all history. Folding never waits on ingest: on PostgreSQL it takes only the rows
+no writer holds (SKIP LOCKED; the rest wait for the next fold) and adds them to a shard no writer
+owns, so ingest may wait for a fold but a fold never for ingest. SQLite's one writer lock runs
+the two one after the other. A callback that arrives after its bucket was folded adds to its
+writer's shard again, for a later fold; a reader sums every shard, so an answer is the same
+before and after.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,11 +31,12 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.jobs.models import JobStatusCount
 from service.jobs.rollups import DAILY, DAY, HOURLY, Breakdown
-from service.platform.db import insert_for_dialect, transaction
+from service.platform.db import claimable, insert_for_dialect, transaction
 
 # The shard folded counts live in: no process writes to it (writer_shard is never negative), and
 # every writer's shard is greater.
@@ -45,34 +47,58 @@ SETTLED = timedelta(hours=1)
 # How far back the worker's pass looks for buckets to fold: a day of missed passes (the database
 # away, no worker running) still leaves nothing unfolded. `jobhooks db maintain` folds all history.
 LOOKBACK = timedelta(days=2)
-# pg_try_advisory_xact_lock key of a fold: one process at a time does the work.
+# PostgreSQL's SQLSTATE for a lock not granted within lock_timeout.
+LOCK_NOT_AVAILABLE = "55P03"
+# pg_advisory_xact_lock key of a fold: one process at a time does the work.
 FOLD_LOCK = 0x6A6F62686F6F6B03
-EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+# How long a fold waits for a row before giving the day up for a later fold. Only a purge
+# deleting the same old counts can hold one (ingest never touches FOLDED's rows, and the rows
+# ingest holds are skipped), and the two waiting on each other would otherwise deadlock.
+ROW_WAIT = "2s"
+KEY = ("span_hours", "breakdown", "bucket_start", "status", "institution_key")
 
 
-def fold_settled(sessions: sessionmaker[Session], now: datetime, since: datetime | None) -> int:
-    """Fold every bucket over for SETTLED that starts at or after `since` (None: the oldest),
-    a day of buckets a transaction; the shard rows folded away."""
+@dataclass
+class Folded:
+    rows: int = 0
+    # Days left for a later fold: another process was folding (the worker's pass does not wait
+    # for it), or a purge held rows this fold needed.
+    days_left: list[datetime] = field(default_factory=list)
+
+
+def fold_settled(
+    sessions: sessionmaker[Session], now: datetime, since: datetime | None, wait: bool = False
+) -> Folded:
+    """Fold every bucket over for SETTLED from the UTC day of `since` (None: the oldest day
+    counted), a day a transaction. `wait`: wait for another process's fold rather than leave
+    the day to a later one."""
     first = _oldest_day(sessions) if since is None else _day_of(since)
-    if first is None:
-        return 0
-    folded = 0
+    folded = Folded()
     day = first
-    while day <= now:
-        with transaction(sessions) as session:
-            folded += fold_day(session, day, now)
+    while day is not None and day <= now:
+        try:
+            with transaction(sessions) as session:
+                rows = fold_day(session, day, now, wait)
+        except OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            rows = None
+        if rows is None:
+            folded.days_left.append(day)
+        else:
+            folded.rows += rows
         day += DAY
     return folded
 
 
-def fold_day(session: Session, day: datetime, now: datetime) -> int:
+def fold_day(session: Session, day: datetime, now: datetime, wait: bool = False) -> int | None:
     """Fold the hours of UTC `day` and the day itself, those over for SETTLED; the shard rows
-    folded away (none when another process is folding, on PostgreSQL)."""
+    folded away, None when another process is folding and `wait` is false (PostgreSQL)."""
     settled = _settled(day, now)
     if settled is None:
         return 0
     if session.get_bind().dialect.name == "postgresql":
-        return _fold_skipping_held_rows(session, settled)
+        return _fold_skipping_held_rows(session, settled, wait)
     return _fold_in_two_statements(session, settled)
 
 
@@ -102,21 +128,22 @@ def _settled(day: datetime, now: datetime) -> ColumnElement[bool] | None:
     return and_(or_(*spans), c.shard > FOLDED)
 
 
-KEY = ("span_hours", "breakdown", "bucket_start", "status", "institution_key")
-
-
-def _fold_skipping_held_rows(session: Session, settled: ColumnElement[bool]) -> int:
-    locked = session.execute(
+def _fold_skipping_held_rows(
+    session: Session, settled: ColumnElement[bool], wait: bool
+) -> int | None:
+    if wait:
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FOLD_LOCK})
+    elif not session.execute(
         text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": FOLD_LOCK}
-    ).scalar_one()
-    if not locked:
-        return 0
+    ).scalar_one():
+        return None
+    session.execute(text(f"SET LOCAL lock_timeout = '{ROW_WAIT}'"))
     table: Any = JobStatusCount.__table__
     shard_key = [table.c[column] for column in (*KEY, "shard")]
-    taken = select(*shard_key).where(settled).with_for_update(skip_locked=True).cte("taken")
+    taken = claimable("postgresql", select(*shard_key).where(settled))
     moved = (
         delete(table)
-        .where(settled, tuple_(*shard_key).in_(select(*taken.c)))
+        .where(settled, tuple_(*shard_key).in_(taken))
         .returning(*(table.c[column] for column in (*KEY, "status_name", "events")))
         .cte("moved")
     )
@@ -132,20 +159,15 @@ def _fold_in_two_statements(session: Session, settled: ColumnElement[bool]) -> i
 
 
 def _add_to_folded(session: Session, rows: Any) -> Any:
-    """INSERT the sum of `rows` per key into FOLDED's rows, in key order (two folds would take
-    those rows' locks in the same order)."""
+    """INSERT the sum of `rows` per key into FOLDED's rows."""
     table: Any = JobStatusCount.__table__
     key: Sequence[Any] = [rows.c[column] for column in KEY]
-    summed = (
-        select(
-            *key,
-            literal(FOLDED, SmallInteger),
-            func.max(rows.c.status_name),
-            func.sum(rows.c.events),
-        )
-        .group_by(*key)
-        .order_by(*key)
-    )
+    summed = select(
+        *key,
+        literal(FOLDED, SmallInteger),
+        func.max(rows.c.status_name),
+        func.sum(rows.c.events),
+    ).group_by(*key)
     insert = insert_for_dialect(session.get_bind().dialect.name, table).from_select(
         [*KEY, "shard", "status_name", "events"], summed
     )

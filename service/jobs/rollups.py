@@ -182,18 +182,23 @@ def window_counts(
     statuses: Sequence[int],
     raw_counts: RawCounts,
     top: int,
+    now: datetime | None = None,
 ) -> WindowCounts:
     """The events of [since, until), narrowed to `statuses` when given, with the per-status
-    breakdown of at least the `top` busiest institutions."""
+    breakdown of at least the `top` busiest institutions. `now` (the clock's, unless given)
+    only steers how partial hours are counted, never what they count."""
     counts = WindowCounts()
+    now = now or datetime.now(UTC)
     first_hour, last_hour = _hour_at_or_after(since), _hour_of(until)
     if first_hour >= last_hour:
         for start, end in _split_at_the_hour(since, until):
-            counts.add_pairs(_part_of_an_hour(session, raw_counts, start, end, statuses))
+            counts.add_pairs(_part_of_an_hour(session, raw_counts, start, end, statuses, now))
         return counts
     for edge_start, edge_end in ((since, first_hour), (last_hour, until)):
         if edge_start < edge_end:
-            counts.add_pairs(_part_of_an_hour(session, raw_counts, edge_start, edge_end, statuses))
+            counts.add_pairs(
+                _part_of_an_hour(session, raw_counts, edge_start, edge_end, statuses, now)
+            )
     ranges = _bucket_ranges(first_hour, last_hour)
     if statuses:
         # A few statuses: their pairs for every institution are as few rows as the totals.
@@ -224,12 +229,13 @@ def _part_of_an_hour(
     since: datetime,
     until: datetime,
     statuses: Sequence[int],
+    now: datetime,
 ) -> list[CountRow]:
     """The events of [since, until), within one UTC hour: counted one by one, or as the hour's
-    counts less the rest of the hour when the rest holds fewer. What holds fewer is judged by
-    length up to now, as no event is dated ahead yet: the default window, the last hour, then
-    counts at most half an hour of events, and none of the current hour's."""
-    hour, now = _hour_of(since), datetime.now(UTC)
+    counts less the rest of the hour when the rest is shorter by HOUR_READ, lengths taken up to
+    now as no event is dated ahead yet. The default window, the last hour, then counts at most
+    33 minutes of events one by one, and of the current hour only its first five."""
+    hour = _hour_of(since)
     inside = _length_before(since, until, now)
     rest = _length_before(hour, since, now) + _length_before(until, hour + HOUR, now)
     by_rest = rest + HOUR_READ < inside

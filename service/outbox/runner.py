@@ -120,8 +120,9 @@ def maintain_once(
     except SQLAlchemyError as error:
         log(logger, "status count folding failed", logging.ERROR, error=type(error).__name__)
     else:
-        if folded:
-            log(logger, "status counts folded", rows=folded)
+        if folded.rows or folded.days_left:
+            days_left = [day.date().isoformat() for day in folded.days_left]
+            log(logger, "status counts folded", rows=folded.rows, days_left=days_left)
     if retention is None:
         return
     try:

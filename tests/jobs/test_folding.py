@@ -25,9 +25,9 @@ from test_rollups import raw_stats
 from service.cli import cli
 from service.config import Settings
 from service.handlers.registry import handler_plan
-from service.jobs import rollups, round_statement
+from service.jobs import folding, rollups, round_statement
 from service.jobs.deliveries import JobDelivery
-from service.jobs.folding import FOLDED, fold_day, fold_settled
+from service.jobs.folding import FOLD_LOCK, FOLDED, KEY, fold_day, fold_settled
 from service.jobs.ingest import ingest_jobs
 from service.jobs.models import JobStatusCount
 from service.jobs.queries import job_stats
@@ -38,7 +38,6 @@ from service.platform.db import make_engine, make_session_factory, run_in_transa
 START = datetime(2026, 11, 20, tzinfo=UTC)
 SPAN = timedelta(days=3)
 WRITERS = (0, 5, 11)
-KEY = ("span_hours", "breakdown", "bucket_start", "status", "institution_key")
 
 
 @contextmanager
@@ -145,9 +144,9 @@ def test_a_fold_leaves_one_row_a_key_and_the_same_answers(
     assert {count.shard for count in counts} == {FOLDED}
     keys = Counter(tuple(getattr(count, column) for column in KEY) for count in counts)
     assert set(keys.values()) == {1}
-    assert folded == rows_before
+    assert folded.rows == rows_before and not folded.days_left
     assert len(counts) < rows_before
-    assert fold_settled(sessions, START + SPAN + timedelta(days=1), since=None) == 0
+    assert fold_settled(sessions, START + SPAN + timedelta(days=1), since=None).rows == 0
 
 
 def shards_of(sessions: sessionmaker[Session], span: int, bucket: datetime) -> set[int]:
@@ -244,14 +243,14 @@ def test_a_fold_skips_rows_a_writer_holds_and_does_not_wait(
         held.commit()
         held.close()
 
-    assert fold_day_committed(sessions) > 0
+    assert fold_day_committed(sessions) == 3  # the hour's three breakdowns, of one writer
     assert shards_of(sessions, 1, START) == {FOLDED}
     counted, raw_count = total_in_first_hour(sessions)
     assert counted == raw_count
     assert counted.total == 2  # type: ignore[attr-defined]
 
 
-def fold_day_committed(sessions: sessionmaker[Session]) -> int:
+def fold_day_committed(sessions: sessionmaker[Session]) -> int | None:
     with transaction(sessions) as session:
         return fold_day(session, START, START + timedelta(days=1))
 
@@ -303,3 +302,58 @@ def wait_for_a_lock_wait(engine: Engine, timeout: float = 10.0) -> None:
                 return
         waited.wait(0.05)
     raise AssertionError("the writer never waited on the fold's rows")
+
+
+def test_a_fold_leaves_a_day_another_fold_holds_unless_told_to_wait(
+    postgres_sessions: sessionmaker[Session], database_url: str
+) -> None:
+    sessions = postgres_sessions
+    with writing_as(WRITERS[1]):
+        deliver(sessions, database_url, [late_callback()])
+    engine = sessions.kw["bind"]
+    after_a_day = START + timedelta(days=1)
+    with engine.connect() as other_fold:
+        other_fold.execute(text("SELECT pg_advisory_lock(:key)"), {"key": FOLD_LOCK})
+        left = fold_settled(sessions, after_a_day, since=START)
+        assert (left.rows, left.days_left) == (0, [START])
+        waited: list[folding.Folded] = []
+        waiting = threading.Thread(
+            target=lambda: waited.append(fold_settled(sessions, after_a_day, START, wait=True))
+        )
+        waiting.start()
+        wait_for_a_lock_wait(engine)
+        assert not waited
+        other_fold.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": FOLD_LOCK})
+    waiting.join(timeout=30)
+
+    assert waited[0].rows == 3 and not waited[0].days_left
+    assert shards_of(sessions, 1, START) == {FOLDED}
+
+
+def test_a_fold_gives_a_day_up_rather_than_wait_on_a_purge(
+    postgres_sessions: sessionmaker[Session], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A purge deleting the hour's folded counts holds the row this fold would add to: waiting
+    on each other, the two would deadlock, so the fold leaves the day for later."""
+    sessions = postgres_sessions
+    monkeypatch.setattr(folding, "ROW_WAIT", "100ms")
+    for _ in range(2):  # folded once, then a late callback for the same hour
+        with writing_as(WRITERS[1]):
+            deliver(sessions, database_url, [late_callback()])
+        fold_day_committed(sessions)
+    with writing_as(WRITERS[1]):
+        deliver(sessions, database_url, [late_callback()])
+    purge = sessions()
+    purge.begin()
+    purge.execute(text("DELETE FROM job_status_counts WHERE shard = :folded"), {"folded": FOLDED})
+    try:
+        left = fold_settled(sessions, START + timedelta(days=1), since=START, wait=True)
+    finally:
+        purge.rollback()
+        purge.close()
+
+    assert (left.rows, left.days_left) == (0, [START])
+    assert shards_of(sessions, 1, START) == {FOLDED, WRITERS[1]}
+    counted, raw_count = total_in_first_hour(sessions)
+    assert counted == raw_count
+    assert counted.total == 3  # type: ignore[attr-defined]

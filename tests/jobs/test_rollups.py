@@ -198,23 +198,28 @@ def test_an_hour_is_a_utc_hour_whatever_offset_mx_sends(database_url: str) -> No
         engine.dispose()
 
 
-def test_the_last_hour_counts_exactly_beside_events_dated_ahead(database_url: str) -> None:
-    """The default window, [now - 1h, now): a part of it may be counted as its hour less the rest
-    of the hour, and the rest holds what MX dated ahead of our clock; none of it is counted."""
+@pytest.mark.parametrize("minutes_past", [10, 40])
+def test_the_last_hour_counts_exactly_beside_events_dated_ahead(
+    database_url: str, minutes_past: int
+) -> None:
+    """The default window, [now - 1h, now), at 10 and at 40 past: parts of it are counted as
+    their hour less the rest of the hour, and the rest holds what MX dated ahead of our clock
+    (and, at 10 past, the first minutes of the hour before)."""
     engine = make_engine(database_url)
     sessions = make_session_factory(engine)
     plan = handler_plan(Settings(database_url=database_url))
-    now = datetime.now(UTC)
-    minutes = (-70, -50, -30, -10, -1, 1, 30)  # from now; four of them in the last hour
+    ten = START + timedelta(hours=10)
+    now = ten + timedelta(minutes=minutes_past)
+    minutes = (-70, -55, -40, -10, 2, 8, 30, 45, 55, 70)  # from 10:00; four in either window
     for n, offset in enumerate(minutes):
-        at = now + timedelta(minutes=offset)
+        at = ten + timedelta(minutes=offset)
         body = job_body(guid=f"JOB-{n}", status=n % 3, updated_at=at.isoformat())
         callback, raw = validate_job(body)
         delivery = JobDelivery(callback, raw, now)
         run_in_transaction(sessions, lambda session, d=delivery: ingest_jobs(session, [d], plan))
     try:
         with sessions() as session:
-            stats = job_stats(session, now - timedelta(hours=1), now, (), top=10)
+            stats = job_stats(session, now - timedelta(hours=1), now, (), top=10, now=now)
             assert stats == raw_stats(session, now - timedelta(hours=1), now)
         assert stats.total == 4
     finally:
