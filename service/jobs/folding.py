@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.jobs.models import JobStatusCount
-from service.jobs.rollups import DAILY, DAY, HOURLY, Breakdown
+from service.jobs.rollups import DAILY, DAY, HOUR, HOURLY, Breakdown
 from service.platform.db import claimable, insert_for_dialect, transaction
 
 # The shard folded counts live in: no process writes to it (writer_shard is never negative), and
@@ -107,7 +107,7 @@ def _settled(day: datetime, now: datetime) -> ColumnElement[bool] | None:
     c = JobStatusCount
     spans = []
     for span, length, first, end in (
-        (HOURLY, timedelta(hours=1), day, day + DAY),
+        (HOURLY, HOUR, day, day + DAY),
         (DAILY, DAY, day, day + timedelta(microseconds=1)),
     ):
         # A bucket starting at or before `last` ended SETTLED ago.

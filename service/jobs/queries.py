@@ -193,20 +193,40 @@ def status_counts_statement(
     institution = case(
         (JobEvent.institution_key.is_(None), looked_up.scalar_subquery()),
         else_=func.nullif(JobEvent.institution_key, NO_INSTITUTION),
-    )
+    ).label("institution_guid")
     narrowed = [JobEvent.status.in_(statuses)] if statuses else []
     if hour is None:
-        events = (
-            select(JobEvent.status, JobEvent.status_name, institution.label("institution_guid"))
-            .where(JobEvent.updated_at >= since, JobEvent.updated_at < until, *narrowed)
-            .subquery()
-        )
-        return select(
-            events.c.institution_guid,
-            events.c.status,
-            func.max(events.c.status_name),
-            func.count(),
-        ).group_by(events.c.institution_guid, events.c.status)
+        return _counted_one_by_one(institution, since, until, narrowed)
+    return _hour_less_the_rest(institution, since, until, narrowed, hour, statuses)
+
+
+def _counted_one_by_one(
+    institution: ColumnElement[str | None],
+    since: datetime,
+    until: datetime,
+    narrowed: Sequence[ColumnElement[bool]],
+) -> Select[str | None, int, str | None, int]:
+    events = (
+        select(JobEvent.status, JobEvent.status_name, institution)
+        .where(JobEvent.updated_at >= since, JobEvent.updated_at < until, *narrowed)
+        .subquery()
+    )
+    return select(
+        events.c.institution_guid,
+        events.c.status,
+        func.max(events.c.status_name),
+        func.count(),
+    ).group_by(events.c.institution_guid, events.c.status)
+
+
+def _hour_less_the_rest(
+    institution: ColumnElement[str | None],
+    since: datetime,
+    until: datetime,
+    narrowed: Sequence[ColumnElement[bool]],
+    hour: datetime,
+    statuses: Sequence[int],
+) -> Select[str | None, int, str | None, int]:
     c = JobStatusCount
     hour_counts = select(
         c.status,
@@ -219,9 +239,7 @@ def status_counts_statement(
         c.bucket_start == hour,
         *([c.status.in_(statuses)] if statuses else []),
     )
-    rest_of_hour = select(
-        JobEvent.status, JobEvent.status_name, institution.label("institution_guid"), literal(-1)
-    ).where(
+    rest_of_hour = select(JobEvent.status, JobEvent.status_name, institution, literal(-1)).where(
         JobEvent.updated_at >= hour,
         JobEvent.updated_at < hour + HOUR,
         or_(JobEvent.updated_at < since, JobEvent.updated_at >= until),
