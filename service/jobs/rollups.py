@@ -11,7 +11,8 @@ themselves agrees with the counts without looking up each event's job.
 
 A window is read as: its whole days from the daily buckets, the whole hours around them from the
 hourly ones, and the at most two partial hours at its edges by counting their events (each
-under an hour of the (updated_at, status) index). The per-status totals and the per-institution
+under an hour of the (updated_at, status) index), or, where the rest of that hour holds fewer,
+as the hour's counts less the rest's events. The per-status totals and the per-institution
 totals come from their own breakdowns (tens and hundreds of rows a bucket), and the
 per-status pairs only for the busiest institutions the answer lists. /stats widens a window
 longer than an hour to whole hours, and one longer than a week to whole days, unless asked to
