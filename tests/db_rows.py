@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -26,3 +27,20 @@ def count(engine: Engine, model: type[Base], **equal_to: Any) -> int:
     statement = select(func.count()).select_from(model).filter_by(**equal_to)
     with engine.connect() as connection:
         return int(connection.execute(statement).scalar_one())
+
+
+def wait_until_a_query_waits_for_a_lock(engine: Engine, timeout: float) -> None:
+    """Until some backend of the engine's PostgreSQL database waits on a lock."""
+    deadline = time.monotonic() + timeout
+    with engine.connect() as watcher:
+        while time.monotonic() < deadline:
+            waiting = watcher.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            ).scalar_one()
+            if waiting:
+                return
+            time.sleep(0.05)
+    raise AssertionError("no query came to wait on a lock")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -35,8 +35,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.jobs.models import JobStatusCount
-from service.jobs.rollups import DAILY, DAY, HOUR, HOURLY, Breakdown
-from service.platform.db import claimable, insert_for_dialect, transaction
+from service.jobs.rollups import DAILY, DAY, HOUR, HOURLY, Breakdown, day_of
+from service.platform.db import claimable, insert_for_dialect, transaction, transaction_lock
 
 # The shard folded counts live in: no process writes to it (writer_shard is never negative), and
 # every writer's shard is greater.
@@ -72,7 +72,7 @@ def fold_settled(
     """Fold every bucket over for SETTLED from the UTC day of `since` (None: the oldest day
     counted), a day a transaction. `wait`: wait for another process's fold rather than leave
     the day to a later one."""
-    first = _oldest_day(sessions) if since is None else _day_of(since)
+    first = _oldest_day(sessions) if since is None else day_of(since)
     folded = Folded()
     day = first
     while day is not None and day <= now:
@@ -131,11 +131,7 @@ def _settled(day: datetime, now: datetime) -> ColumnElement[bool] | None:
 def _fold_skipping_held_rows(
     session: Session, settled: ColumnElement[bool], wait: bool
 ) -> int | None:
-    if wait:
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FOLD_LOCK})
-    elif not session.execute(
-        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": FOLD_LOCK}
-    ).scalar_one():
+    if not transaction_lock(session, FOLD_LOCK, wait=wait):
         return None
     session.execute(text(f"SET LOCAL lock_timeout = '{ROW_WAIT}'"))
     table: Any = JobStatusCount.__table__
@@ -189,7 +185,3 @@ def _oldest_day(sessions: sessionmaker[Session]) -> datetime | None:
                 c.span_hours == DAILY, c.breakdown == int(Breakdown.STATUS)
             )
         )
-
-
-def _day_of(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

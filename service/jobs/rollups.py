@@ -172,7 +172,7 @@ def counted_window(since: datetime, until: datetime, exact: bool) -> tuple[datet
     if exact or until - since <= HOUR:
         return since, until
     if until - since > DAYS_FROM:
-        return _day_of(since), _day_at_or_after(until)
+        return day_of(since), _day_at_or_after(until)
     return _hour_of(since), _hour_at_or_after(until)
 
 
@@ -250,7 +250,7 @@ def _length_before(start: datetime, end: datetime, now: datetime) -> timedelta:
 
 def _bucket_ranges(first_hour: datetime, last_hour: datetime) -> list[BucketRange]:
     """[first_hour, last_hour) as whole UTC days and the hours on either side of them."""
-    first_day, last_day = _day_at_or_after(first_hour), _day_of(last_hour)
+    first_day, last_day = _day_at_or_after(first_hour), day_of(last_hour)
     if first_day >= last_day:
         return [(HOURLY, first_hour, last_hour)]
     ranges = [(DAILY, first_day, last_day)]
@@ -322,10 +322,10 @@ def _hour_at_or_after(moment: datetime) -> datetime:
     return hour if hour == moment else hour + HOUR
 
 
-def _day_of(moment: datetime) -> datetime:
+def day_of(moment: datetime) -> datetime:
     return _hour_of(moment).replace(hour=0)
 
 
 def _day_at_or_after(moment: datetime) -> datetime:
-    day = _day_of(moment)
+    day = day_of(moment)
     return day if day == moment else day + DAY

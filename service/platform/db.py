@@ -20,6 +20,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine, make_url
@@ -204,6 +205,16 @@ def insert_for_dialect(dialect: str, table: Any) -> Any:
 
 def is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def transaction_lock(session: Session, key: int, *, wait: bool) -> bool:
+    """PostgreSQL's advisory lock `key` until the session's transaction ends, so of processes
+    doing the same work one does it: waited for, or else taken only if free (whether it was)."""
+    if wait:
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        return True
+    taken = session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key})
+    return bool(taken.scalar_one())
 
 
 def claimable(dialect: str, candidates: Select[*Columns]) -> Select[*Columns]:

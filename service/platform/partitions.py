@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from service.platform.db import transaction_lock
+
 # The partition key of a row whose body carries no time: files it in the DEFAULT partition.
 UNDATED = datetime(1970, 1, 1, tzinfo=UTC)
 # Months created ahead of the current one, so a burst at midnight never waits on DDL.
@@ -157,10 +159,7 @@ def maintain(session: Session, now: datetime, ahead: int = MONTHS_AHEAD) -> Main
     lock, the others skip. Call in a transaction."""
     if session.get_bind().dialect.name != "postgresql":
         return MaintenanceResult([], skipped=True)
-    locked = session.execute(
-        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": MAINTENANCE_LOCK}
-    ).scalar_one()
-    if not locked:
+    if not transaction_lock(session, MAINTENANCE_LOCK, wait=False):
         return MaintenanceResult([], skipped=True)
     created: list[str] = []
     for table in PARTITIONED:

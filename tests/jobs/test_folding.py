@@ -15,10 +15,10 @@ from uuid import uuid4
 import pytest
 from click.testing import CliRunner
 from conftest import job_body
+from db_rows import wait_until_a_query_waits_for_a_lock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from test_rollups import raw_stats
 
@@ -38,6 +38,8 @@ from service.platform.db import make_engine, make_session_factory, run_in_transa
 START = datetime(2026, 11, 20, tzinfo=UTC)
 SPAN = timedelta(days=3)
 WRITERS = (0, 5, 11)
+# How long a test waits for the writer or fold it started to block on a lock.
+LOCK_WAIT_SECONDS = 10.0
 
 
 @contextmanager
@@ -274,7 +276,7 @@ def test_a_writer_that_meets_a_fold_waits_for_it_and_is_counted(
     thread = threading.Thread(target=late_writer)
     try:
         thread.start()
-        wait_for_a_lock_wait(sessions.kw["bind"])
+        wait_until_a_query_waits_for_a_lock(sessions.kw["bind"], LOCK_WAIT_SECONDS)
         assert not writer_done.is_set()
     finally:
         folding.commit()
@@ -285,23 +287,6 @@ def test_a_writer_that_meets_a_fold_waits_for_it_and_is_counted(
     counted, raw_count = total_in_first_hour(sessions)
     assert counted == raw_count
     assert counted.total == 2  # type: ignore[attr-defined]
-
-
-def wait_for_a_lock_wait(engine: Engine, timeout: float = 10.0) -> None:
-    """Until some backend waits on a row lock (the writer behind the fold)."""
-    waited = threading.Event()
-    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
-    while datetime.now(UTC) < deadline:
-        with engine.connect() as connection:
-            if connection.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
-            ).scalar_one():
-                return
-        waited.wait(0.05)
-    raise AssertionError("the writer never waited on the fold's rows")
 
 
 def test_a_fold_leaves_a_day_another_fold_holds_unless_told_to_wait(
@@ -321,7 +306,7 @@ def test_a_fold_leaves_a_day_another_fold_holds_unless_told_to_wait(
             target=lambda: waited.append(fold_settled(sessions, after_a_day, START, wait=True))
         )
         waiting.start()
-        wait_for_a_lock_wait(engine)
+        wait_until_a_query_waits_for_a_lock(engine, LOCK_WAIT_SECONDS)
         assert not waited
         other_fold.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": FOLD_LOCK})
     waiting.join(timeout=30)

@@ -7,7 +7,6 @@ import json
 import socket
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import API_TOKEN, BASIC_PASSWORD, BASIC_USER, job_body
-from db_rows import count, rows
+from db_rows import count, rows, wait_until_a_query_waits_for_a_lock
 from procfile import (
     HTTP_TIMEOUT_SECONDS,
     REPO_ROOT,
@@ -269,7 +268,7 @@ def test_a_delivery_waiting_on_postgresql_does_not_stop_its_process_answering(
                 post_job, served, {"job": job_body(guid=unique_guid("locked"), status=2)}
             )
             try:
-                wait_until_a_query_waits_for_a_lock(served)
+                wait_until_a_query_waits_for_a_lock(served.engine, STARTUP_TIMEOUT_SECONDS)
                 health = requests.get(f"{served.base_url}/healthz", timeout=2)
                 assert health.status_code == 200
                 assert not waiting.done()
@@ -277,17 +276,3 @@ def test_a_delivery_waiting_on_postgresql_does_not_stop_its_process_answering(
                 transaction.rollback()
                 blocker.close()
             assert waiting.result(timeout=HTTP_TIMEOUT_SECONDS).status_code == 204
-
-
-def wait_until_a_query_waits_for_a_lock(served: Served) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    with served.engine.connect() as watcher:
-        while time.monotonic() < deadline:
-            waiting = watcher.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            ).scalar_one()
-            if waiting:
-                return
-            time.sleep(0.05)
-    raise AssertionError("the delivery never reached the locked table")
