@@ -32,7 +32,9 @@ def count(engine: Engine, model: type[Base], **equal_to: Any) -> int:
 def wait_until_a_query_waits_for_a_lock(engine: Engine, timeout: float) -> None:
     """Until some backend of the engine's PostgreSQL database waits on a lock."""
     deadline = time.monotonic() + timeout
-    with engine.connect() as watcher:
+    # Autocommit: PostgreSQL reads pg_stat_activity once a transaction, so polling within one
+    # would see the backends as they were at the first look, forever.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
         while time.monotonic() < deadline:
             waiting = watcher.execute(
                 text(
