@@ -45,9 +45,9 @@ def operator_session() -> Iterator[Session]:
 
 
 @contextmanager
-def operator_sessions() -> Iterator[sessionmaker[Session]]:
+def operator_sessions(pool_size: int = 1) -> Iterator[sessionmaker[Session]]:
     """Sessions on the configured database, for a command that commits in several steps."""
-    engine = make_engine(Settings.from_env().database_url, pool_size=1)
+    engine = make_engine(Settings.from_env().database_url, pool_size=pool_size)
     try:
         yield make_session_factory(engine)
     finally:

@@ -12,7 +12,14 @@ from service.webhooks.retention import parse_age, purge_once
 
 @click.command()
 @click.option("--older-than", "older_than", required=True, help="age such as 90d, 12h or 30m")
-def purge(older_than: str) -> None:
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 16),
+    default=2,
+    show_default=True,
+    help="connections deleting old jobs at once (PostgreSQL; SQLite uses one)",
+)
+def purge(older_than: str, connections: int) -> None:
     """Drop history older than an age (whole partitions on PostgreSQL), retire finished jobs;
     keep unfinished jobs, owed and dead runs and what they need, with their bodies removed."""
     try:
@@ -20,8 +27,9 @@ def purge(older_than: str) -> None:
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--older-than") from None
     cutoff = datetime.now(UTC) - age
-    with operator_sessions() as sessions:
-        result = purge_once(sessions, cutoff)
+    # Besides the deleters: the retention lock's connection and the one reading ahead.
+    with operator_sessions(pool_size=connections + 2) as sessions:
+        result = purge_once(sessions, cutoff, connections)
     if result is None:
         raise click.ClickException(
             "another purge is running (a worker's HISTORY_RETENTION pass); try again when it ends"

@@ -21,8 +21,10 @@ DELETEs, each batch its own short transaction.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -115,11 +117,13 @@ class PurgeResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def purge(sessions: sessionmaker[Session], cutoff: datetime) -> PurgeResult:
-    """Everything received and dated before the cut-off, but what the policy keeps."""
+def purge(sessions: sessionmaker[Session], cutoff: datetime, connections: int = 1) -> PurgeResult:
+    """Everything received and dated before the cut-off, but what the policy keeps. Old jobs
+    are deleted over up to `connections` connections at once besides the one reading ahead
+    (PostgreSQL): `sessions` must allow that many."""
     result = PurgeResult()
     with _timed(result, "jobs"):
-        result.jobs_retired = _retire_jobs(sessions, cutoff)
+        result.jobs_retired = _retire_jobs(sessions, cutoff, connections)
     # Runs first: the runs kept decide which events stay.
     with _timed(result, "history"):
         for table, model, keep in (
@@ -160,20 +164,22 @@ def purge(sessions: sessionmaker[Session], cutoff: datetime) -> PurgeResult:
     return result
 
 
-def purge_once(sessions: sessionmaker[Session], cutoff: datetime) -> PurgeResult | None:
+def purge_once(
+    sessions: sessionmaker[Session], cutoff: datetime, connections: int = 1
+) -> PurgeResult | None:
     """`purge`, by one process at a time on PostgreSQL: None when another holds the retention
     lock (N workers purge once). The lock is the session's, on a connection of its own in
     autocommit, so no transaction stays open for the length of the purge."""
     engine = sessions.kw["bind"]
     if engine.dialect.name != "postgresql":
-        return purge(sessions, cutoff)
+        return purge(sessions, cutoff, connections)
     with engine.connect() as connection:
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
         key = {"key": RETENTION_LOCK}
         if not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar_one():
             return None
         try:
-            return purge(sessions, cutoff)
+            return purge(sessions, cutoff, connections)
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
 
@@ -265,41 +271,87 @@ def _delete_counts_through(
         after = day + timedelta(days=1)
 
 
-def _retire_jobs(sessions: sessionmaker[Session], cutoff: datetime) -> int:
+def _retire_jobs(sessions: sessionmaker[Session], cutoff: datetime, connections: int) -> int:
     """Current states of jobs that finished before the cut-off and owe no kept run: dated jobs
     by MX's updated_at, then the ones MX sent no updated_at for by when they arrived."""
-    dated = _retire_along(sessions, Job.updated_at < cutoff, (Job.updated_at, Job.guid))
+    dated = Job.updated_at < cutoff
+    retired = _retire_along(sessions, dated, (Job.updated_at, Job.guid), connections)
     undated = and_(Job.updated_at.is_(None), Job.received_at < cutoff)
-    return dated + _retire_along(sessions, undated, (Job.guid,))
+    return retired + _retire_along(sessions, undated, (Job.guid,), connections)
 
 
-def _retire_along(sessions: sessionmaker[Session], old: ColumnElement[bool], key: JobKey) -> int:
-    """Walk ix_jobs_updated_at_guid through the old jobs, each batch starting where the last one
-    ended: a rescan from the start would reread every row earlier batches deleted or kept, and
-    a delete by `IN (subquery)` is planned as a scan of the whole table."""
+def _retire_along(
+    sessions: sessionmaker[Session], old: ColumnElement[bool], key: JobKey, connections: int
+) -> int:
+    """Retire the old jobs a batch at a time. With more than one connection (PostgreSQL), up to
+    `connections` batches are deleted at once while the next one's bounds are read: the batches
+    are disjoint ranges of the index, so no deleter waits for another, and a month of jobs is
+    deleted in about half the time on two connections. SQLite has one writer at a time."""
+    postgresql = sessions.kw["bind"].dialect.name == "postgresql"
+    pacing = _Pacing(grows=postgresql)
+    batches = _batches_along(sessions, old, key, pacing)
+    if connections == 1 or not postgresql:
+        return sum(_retire_batch(sessions, batch, pacing) for batch in batches)
     retired = 0
+    with ThreadPoolExecutor(connections, thread_name_prefix="retiring-jobs") as deleters:
+        running: set[Future[int]] = set()
+        for batch in batches:
+            if len(running) == connections:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                retired += sum(future.result() for future in finished)
+            running.add(deleters.submit(_retire_batch, sessions, batch, pacing))
+        retired += sum(future.result() for future in wait(running).done)
+    return retired
+
+
+class _Pacing:
+    """How many old jobs the next batch walks past: JOBS_PER_BATCH at first, then, on
+    PostgreSQL, as _next_batch_size says after each batch, whichever connection it ran on."""
+
+    def __init__(self, grows: bool) -> None:
+        self.size = JOBS_PER_BATCH
+        self._grows = grows
+        self._lock = threading.Lock()
+
+    def took(self, seconds: float) -> None:
+        if self._grows:
+            with self._lock:
+                self.size = _next_batch_size(self.size, seconds)
+
+
+def _batches_along(
+    sessions: sessionmaker[Session], old: ColumnElement[bool], key: JobKey, pacing: _Pacing
+) -> Iterator[ColumnElement[bool]]:
+    """Consecutive ranges of ix_jobs_updated_at_guid through the old jobs, each starting where
+    the last one ended: a rescan from the start would reread every row earlier batches deleted
+    or kept, and a delete by `IN (subquery)` is planned as a scan of the whole table."""
     after: Sequence[Any] | None = None
-    size = JOBS_PER_BATCH
-    grows = sessions.kw["bind"].dialect.name == "postgresql"
     while True:
-        started = time.perf_counter()
+        span = old if after is None else and_(old, _after(key, after))
         with transaction(sessions) as session:
-            span = old if after is None else and_(old, _after(key, after))
             # The batch's last key, read off the index alone; none when the rest is one batch.
             last = session.execute(
                 select(*key)
                 .where(span)
                 .order_by(Job.updated_at, Job.guid)
-                .offset(size - 1)
+                .offset(pacing.size - 1)
                 .limit(1)
             ).first()
-            batch = span if last is None else and_(span, _up_to(key, last))
-            retired += _delete_retirable(session, batch)
         if last is None:
-            return retired
+            yield span
+            return
+        yield and_(span, _up_to(key, last))
         after = last
-        if grows:
-            size = _next_batch_size(size, time.perf_counter() - started)
+
+
+def _retire_batch(
+    sessions: sessionmaker[Session], batch: ColumnElement[bool], pacing: _Pacing
+) -> int:
+    started = time.perf_counter()
+    with transaction(sessions) as session:
+        retired = _delete_retirable(session, batch)
+    pacing.took(time.perf_counter() - started)
+    return retired
 
 
 def _next_batch_size(size: int, seconds: float) -> int:

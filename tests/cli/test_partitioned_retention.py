@@ -3,6 +3,7 @@ partitions, on SQLite by batched DELETEs; either way the same rows remain."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -126,13 +127,15 @@ def test_purge_with_nothing_old_removes_nothing(engine: Engine) -> None:
     assert history(engine) == {"JOB-recent": [6]}
 
 
+@pytest.mark.parametrize("connections", [1, 3], ids=["one-connection", "three-connections"])
 @pytest.mark.parametrize("most", [2, 8], ids=["batches-of-two", "growing-batches"])
 def test_jobs_retire_across_batch_boundaries_with_equal_and_missing_times(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch, most: int
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, most: int, connections: int
 ) -> None:
     """Batches of two (or, on PostgreSQL, of two growing to eight) walk (updated_at, guid): a
     boundary inside a run of equal updated_at skips and repeats nothing, and a job without an
-    updated_at goes by when it arrived."""
+    updated_at goes by when it arrived; so too with batches deleted on three connections at
+    once (PostgreSQL; SQLite deletes them one by one)."""
     monkeypatch.setattr(retention, "JOBS_PER_BATCH", 2)
     monkeypatch.setattr(retention, "JOBS_MOST_PER_BATCH", most)
     monkeypatch.setattr(retention, "JOBS_BATCH_SECONDS", 3600.0)  # every batch is quick
@@ -155,7 +158,7 @@ def test_jobs_retire_across_batch_boundaries_with_equal_and_missing_times(
         )
         session.add(dead_run("JOB-f-owes-a-dead-run", old))
 
-    result = purge(make_session_factory(engine), CUTOFF)
+    result = purge(make_session_factory(engine), CUTOFF, connections)
 
     assert sorted(job.guid for job in rows(engine, Job)) == [
         "JOB-after-cutoff",
@@ -165,6 +168,38 @@ def test_jobs_retire_across_batch_boundaries_with_equal_and_missing_times(
         "JOB-undated-5-recent",
     ]
     assert result.jobs_retired == 10
+
+
+def test_many_batches_on_several_connections_retire_exactly_the_finished_jobs(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hundreds of old jobs at random times, some unfinished or owing a dead run, walked in
+    batches of three growing to twenty, four of them deleted at once."""
+    monkeypatch.setattr(retention, "JOBS_PER_BATCH", 3)
+    monkeypatch.setattr(retention, "JOBS_MOST_PER_BATCH", 20)
+    monkeypatch.setattr(retention, "JOBS_BATCH_SECONDS", 3600.0)
+    chance = random.Random(20261202)
+    jobs, kept = [], set()
+    for n in range(600):
+        at = LONG_AGO + timedelta(seconds=chance.randrange(5_000))
+        guid = f"JOB-{n:03}"
+        fate = chance.random()
+        if fate < 0.1:
+            jobs.append(stored_job(guid, at, status=2))
+            kept.add(guid)
+        elif fate < 0.15:
+            jobs.append(stored_job(guid, at, finished_at=at))
+            jobs.append(dead_run(guid, at))
+            kept.add(guid)
+        else:
+            jobs.append(stored_job(guid, at, finished_at=at))
+    with transaction(make_session_factory(engine)) as session:
+        session.add_all(jobs)
+
+    result = purge(make_session_factory(engine), CUTOFF, connections=4)
+
+    assert {job.guid for job in rows(engine, Job)} == kept
+    assert result.jobs_retired == 600 - len(kept)
 
 
 def test_retiring_batches_grow_while_quick_and_shrink_when_slow() -> None:

@@ -130,6 +130,20 @@ def test_purge_trims_the_status_counts_to_the_window(
     assert buckets == {(1, yesterday.replace(minute=0)), (24, yesterday.replace(hour=0, minute=0))}
 
 
+@pytest.mark.parametrize("connections", ["0", "17", "two"])
+def test_purge_refuses_a_number_of_connections_it_cannot_use(
+    database_url: str, connections: str
+) -> None:
+    refused = CliRunner().invoke(
+        cli,
+        ["purge", "--older-than", "90d", "--connections", connections],
+        env={"DATABASE_URL": database_url},
+    )
+
+    assert refused.exit_code == 2
+    assert "--connections" in refused.output
+
+
 def test_purge_waits_its_turn_behind_a_workers_pass(database_url: str, engine: Engine) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("the purge lock is PostgreSQL's")
