@@ -374,6 +374,31 @@ def recreate_postgres_database(url: str) -> None:
 
 
 @contextmanager
+def postgres_copy(url: str, suffix: str) -> Iterator[str]:
+    """A copy of the database at `url` (which nobody may be connected to), dropped afterwards.
+    FILE_COPY copies the files as they are, rather than writing every page to the WAL."""
+    source = make_url(url)
+    copy = source.set(database=f"{source.database}_{suffix}")
+    admin = ceilings.libpq_url(
+        source.set(database="postgres").render_as_string(hide_password=False)
+    )
+    names = {
+        "copy": sql.Identifier(str(copy.database)),
+        "source": sql.Identifier(str(source.database)),
+    }
+    with psycopg.connect(admin, autocommit=True) as db:
+        db.execute(sql.SQL("DROP DATABASE IF EXISTS {copy} WITH (FORCE)").format(**names))
+        db.execute(
+            sql.SQL("CREATE DATABASE {copy} TEMPLATE {source} STRATEGY FILE_COPY").format(**names)
+        )
+    try:
+        yield copy.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as db:
+            db.execute(sql.SQL("DROP DATABASE IF EXISTS {copy} WITH (FORCE)").format(**names))
+
+
+@contextmanager
 def sqlite_url() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="jobhooks-bench-") as directory:
         yield f"sqlite:///{directory}/bench.db"

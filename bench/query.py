@@ -9,11 +9,13 @@ latency targets and the other lists.
     .venv/bin/python bench/query.py [--database-url URL] [--jobs 100000[,1000000]]
                                     [--requests 1000] [--reuse] [--no-http] [--no-explain]
                                     [--ingest-seconds 8] [--purge]
+                                    [--purge-connections 1,2]
 
 It also prints table + index bytes per row; --ingest-seconds times ingest on the loaded database
 against an empty one; --purge finally times `jobhooks purge` of the oldest loaded month, the
 `jobhooks db maintain` that drops its partitions, and a purge a day later (and
-removes it: use it last). --jobs 1000000 loads ten million events.
+removes it: use it last), after the same purge with each of --purge-connections, each on a
+copy of the loaded database. --jobs 1000000 loads ten million events.
 
 Several sizes (--jobs 100000,1000000) are benched one after the other, each in a database of
 its own (the URL's name with _<jobs> appended), and end in one table of every size's figures
@@ -39,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from compare import Load, recreate_postgres_database, run_wrk
+from compare import Load, postgres_copy, recreate_postgres_database, run_wrk
 from flask.testing import FlaskClient
 from receivers import (
     API_TOKEN,
@@ -518,13 +520,20 @@ def ingest_with_history(url: str, seconds: int) -> tuple[float, float]:
     return loaded, fresh
 
 
-def purge_oldest_month(url: str, now: datetime) -> dict[str, str]:
+def purge_oldest_month(url: str, now: datetime, compared: list[int]) -> dict[str, str]:
     """`jobhooks purge` with a cut-off that leaves the oldest loaded month wholly behind it, then
     `jobhooks db maintain`, which drops the months it detached, then a purge a day later: what a
-    daily purge, or a day of the worker's HISTORY_RETENTION passes, finds to do after that."""
+    daily purge, or a day of the worker's HISTORY_RETENTION passes, finds to do after that.
+    First, the same purge with each of `compared` connections, each on a copy of its own."""
     # Whole hours since the current month began: the cut-off lands at or after its first instant.
     hours = max(1, int((now - partitions.month_start(now)).total_seconds() // 3600))
-    steps = {"purge of the oldest month": run_command(url, "purge", "--older-than", f"{hours}h")}
+    older_than = ("purge", "--older-than", f"{hours}h")
+    steps = {}
+    for connections in compared:
+        with postgres_copy(url, "purge_copy") as copy:
+            step = f"purge of the oldest month, {connections} connections, on a copy"
+            steps[step] = run_command(copy, *older_than, "--connections", str(connections))
+    steps["purge of the oldest month"] = run_command(url, *older_than)
     steps["db maintain after it"] = run_command(url, "db", "maintain")
     if hours > 24:
         later = run_command(url, "purge", "--older-than", f"{hours - 24}h")
@@ -593,9 +602,9 @@ def bench_size(args: argparse.Namespace, url: str, jobs: int) -> Figures:
     figures.bytes_per_row = storage(engine)
     if args.ingest_seconds:
         figures.ingest = ingest_with_history(url, args.ingest_seconds)
+    engine.dispose()  # a copy of the database is made from it with nobody connected
     if args.purge:
-        figures.purge = purge_oldest_month(url, now)
-    engine.dispose()
+        figures.purge = purge_oldest_month(url, now, args.purge_connections)
     return figures
 
 
@@ -652,6 +661,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--purge", action="store_true", help="finally time purging the oldest loaded month"
+    )
+    parser.add_argument(
+        "--purge-connections",
+        type=lambda text: [int(part) for part in text.split(",") if part],
+        default=[1, 2],
+        help="with --purge, first time the purge with each of these numbers of connections, "
+        "each on a copy of the loaded database (empty: none)",
     )
     args = parser.parse_args()
     url = Settings.from_env({"DATABASE_URL": args.database_url}).database_url
