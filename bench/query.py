@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 from service.api.cursors import cursor_key, cursor_scope, encode_cursor  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.config import Settings  # noqa: E402
+from service.context import EXTENSION_KEY  # noqa: E402
 from service.jobs.folding import fold_settled  # noqa: E402
 from service.jobs.models import Job, JobEvent  # noqa: E402
 from service.jobs.queries import (  # noqa: E402
@@ -531,7 +532,8 @@ def purge_oldest_month(url: str, now: datetime, compared: list[int]) -> dict[str
     steps = {}
     for connections in compared:
         with postgres_copy(url, "purge_copy") as copy:
-            step = f"purge of the oldest month, {connections} connections, on a copy"
+            plural = "s" if connections > 1 else ""
+            step = f"purge of the oldest month, {connections} connection{plural}, on a copy"
             steps[step] = run_command(copy, *older_than, "--connections", str(connections))
     steps["purge of the oldest month"] = run_command(url, *older_than)
     steps["db maintain after it"] = run_command(url, "db", "maintain")
@@ -593,6 +595,7 @@ def bench_size(args: argparse.Namespace, url: str, jobs: int) -> Figures:
     figures.p99_ms = report(
         "Flask test client", test_client_get(app.test_client()), points, args.requests
     )
+    app.extensions[EXTENSION_KEY].engine.dispose()
     if not args.no_http:
         with served_service(url) as base:
             title = "HTTP (gunicorn, one keep-alive connection)"
