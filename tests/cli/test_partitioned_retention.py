@@ -179,22 +179,23 @@ def test_many_batches_on_several_connections_retire_exactly_the_finished_jobs(
     monkeypatch.setattr(retention, "JOBS_MOST_PER_BATCH", 20)
     monkeypatch.setattr(retention, "JOBS_BATCH_SECONDS", 3600.0)
     chance = random.Random(20261202)
-    jobs, kept = [], set()
+    stored: list[Job | HandlerRun] = []
+    kept = set()
     for n in range(600):
         at = LONG_AGO + timedelta(seconds=chance.randrange(5_000))
         guid = f"JOB-{n:03}"
         fate = chance.random()
         if fate < 0.1:
-            jobs.append(stored_job(guid, at, status=2))
+            stored.append(stored_job(guid, at, status=2))
             kept.add(guid)
         elif fate < 0.15:
-            jobs.append(stored_job(guid, at, finished_at=at))
-            jobs.append(dead_run(guid, at))
+            stored.append(stored_job(guid, at, finished_at=at))
+            stored.append(dead_run(guid, at))
             kept.add(guid)
         else:
-            jobs.append(stored_job(guid, at, finished_at=at))
+            stored.append(stored_job(guid, at, finished_at=at))
     with transaction(make_session_factory(engine)) as session:
-        session.add_all(jobs)
+        session.add_all(stored)
 
     result = purge(make_session_factory(engine), CUTOFF, connections=4)
 
