@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from service.jobs.queries import status_counts_statement, summarize_counts
 from service.platform.models import Base
 
 Model = TypeVar("Model", bound=Base)
@@ -46,3 +49,15 @@ def wait_until_a_query_waits_for_a_lock(engine: Engine, timeout: float) -> None:
                 return
             time.sleep(0.05)
     raise AssertionError("no query came to wait on a lock")
+
+
+def raw_stats(
+    session: Session,
+    since: datetime,
+    until: datetime,
+    statuses: Sequence[int] = (),
+    top: int = 10,
+) -> object:
+    """The /stats answer for [since, until) from the events themselves, not their counts."""
+    rows = [tuple(row) for row in session.execute(status_counts_statement(since, until, statuses))]
+    return summarize_counts(rows, since, until, top)  # type: ignore[arg-type]

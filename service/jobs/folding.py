@@ -176,6 +176,48 @@ def _add_to_folded(session: Session, rows: Any) -> Any:
     )
 
 
+def take_hours_off_their_day(
+    session: Session, day: datetime, last_start: datetime, where: ColumnElement[bool]
+) -> int:
+    """Delete the hourly counts of UTC `day` starting up to last_start (and matching `where`),
+    taking them off the day's own counts in the same statement, so a day that retention keeps
+    still counts exactly the hours it keeps: rollups may read part of a day as the day less its
+    other hours. The hours deleted."""
+    table: Any = JobStatusCount.__table__
+    c = table.c
+    hours = and_(c.span_hours == HOURLY, c.bucket_start >= day, c.bucket_start <= last_start, where)
+    if session.get_bind().dialect.name == "postgresql":
+        moved = (
+            delete(table)
+            .where(hours)
+            .returning(*(c[column] for column in KEY), c.status_name, c.events)
+            .cte("moved")
+        )
+        added = _add_to_folded(session, _as_the_day(moved, day)).returning(c.events).cte("added")
+        return int(
+            session.execute(select(func.count()).select_from(moved).add_cte(added)).scalar_one()
+        )
+    # SQLite: its one writer lock holds from the first statement to the commit.
+    session.execute(
+        _add_to_folded(session, _as_the_day(select(table).where(hours).subquery(), day))
+    )
+    removed = session.execute(delete(table).where(hours))
+    return int(getattr(removed, "rowcount", 0) or 0)
+
+
+def _as_the_day(hours: Any, day: datetime) -> Any:
+    """Hourly count rows as rows of their day to subtract."""
+    return select(
+        literal(DAILY, SmallInteger).label("span_hours"),
+        hours.c.breakdown,
+        literal(day, JobStatusCount.bucket_start.type).label("bucket_start"),
+        hours.c.status,
+        hours.c.institution_key,
+        hours.c.status_name,
+        (-hours.c.events).label("events"),
+    ).subquery("as_the_day")
+
+
 def _oldest_day(sessions: sessionmaker[Session]) -> datetime | None:
     """The first day counted: every event is in its day's per-status bucket."""
     c = JobStatusCount

@@ -9,10 +9,12 @@ institution), under the institution its callback named, else the one its job had
 stored; the event keeps that key (job_events.institution_key), so a count of the events
 themselves agrees with the counts without looking up each event's job.
 
-A window is read as: its whole days from the daily buckets, the whole hours around them from the
-hourly ones, and the at most two partial hours at its edges by counting their events (each
-under an hour of the (updated_at, status) index), or, where the rest of that hour holds fewer,
-as the hour's counts less the rest's events. The per-status totals and the per-institution
+A window is read as: its whole days from the daily buckets; the whole hours around them from the
+hourly ones, or, where the rest of that day holds fewer hours, as the day's counts less its other
+hours (purge keeps a day's count equal to its hours: folding.take_hours_off_their_day); and the
+at most two partial hours at its edges by counting their events (each under an hour of the
+(updated_at, status) index), or, where the rest of that hour holds fewer, as the hour's counts
+less the rest's events. The per-status totals and the per-institution
 totals come from their own breakdowns (tens and hundreds of rows a bucket), and the
 per-status pairs only for the busiest institutions the answer lists. /stats widens a window
 longer than an hour to whole hours, and one longer than a week to whole days, unless asked to
@@ -28,7 +30,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, literal_column, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from service.jobs.deliveries import JobDelivery
@@ -68,7 +80,8 @@ CountRow = tuple[str | None, int, str | None, int]  # institution, status, name,
 RawCounts = Callable[
     [datetime, datetime, Sequence[int], datetime | None], Select[str | None, int, str | None, int]
 ]
-BucketRange = tuple[int, datetime, datetime]  # span_hours, first bucket, end (exclusive)
+# span_hours, first bucket, end (exclusive), and whether its counts are taken off the rest.
+BucketRange = tuple[int, datetime, datetime, bool]
 
 
 @dataclass
@@ -200,7 +213,7 @@ def window_counts(
             counts.add_pairs(
                 _part_of_an_hour(session, raw_counts, edge_start, edge_end, statuses, now)
             )
-    ranges = _bucket_ranges(first_hour, last_hour)
+    ranges = _bucket_ranges(first_hour, last_hour, now)
     if statuses:
         # A few statuses: their pairs for every institution are as few rows as the totals.
         counts.add_pairs(_summed_pairs(session, ranges, statuses=statuses))
@@ -248,17 +261,43 @@ def _length_before(start: datetime, end: datetime, now: datetime) -> timedelta:
     return max(min(end, now) - start, timedelta(0))
 
 
-def _bucket_ranges(first_hour: datetime, last_hour: datetime) -> list[BucketRange]:
+def _bucket_ranges(first_hour: datetime, last_hour: datetime, now: datetime) -> list[BucketRange]:
     """[first_hour, last_hour) as whole UTC days and the hours on either side of them."""
     first_day, last_day = _day_at_or_after(first_hour), day_of(last_hour)
-    if first_day >= last_day:
-        return [(HOURLY, first_hour, last_hour)]
-    ranges = [(DAILY, first_day, last_day)]
-    ranges += [(HOURLY, s, e) for s, e in ((first_hour, first_day), (last_day, last_hour)) if s < e]
+    if first_day > last_day:
+        return _hours_of_a_day(first_hour, last_hour, now)
+    ranges = [(DAILY, first_day, last_day, False)] if first_day < last_day else []
+    for start, end in ((first_hour, first_day), (last_day, last_hour)):
+        if start < end:
+            ranges += _hours_of_a_day(start, end, now)
     return ranges
 
 
-def _in_ranges(*breakdowns: Breakdown, ranges: Sequence[BucketRange]) -> ColumnElement[bool]:
+def _hours_of_a_day(start: datetime, end: datetime, now: datetime) -> list[BucketRange]:
+    """The hours [start, end) of one UTC day: read as they are, or as the day's counts less its
+    other hours when those are fewer by more than the day's own bucket. Hours are weighed up to
+    now: later ones hold only what MX dated ahead. The last 24 hours, at 15:00, then read the
+    day before from 15:00 and today's count, rather than 24 hours of counts."""
+    day = day_of(start)
+    inside = _hours_before(start, end, now)
+    rest = _hours_before(day, start, now) + _hours_before(end, day + DAY, now)
+    if rest + 1 >= inside:
+        return [(HOURLY, start, end, False)]
+    ranges = [(DAILY, day, day + DAY, False)]
+    ranges += [(HOURLY, s, e, True) for s, e in ((day, start), (end, day + DAY)) if s < e]
+    return ranges
+
+
+def _hours_before(start: datetime, end: datetime, now: datetime) -> int:
+    """The hours of [start, end), whole UTC hours, that begin before now."""
+    return max(int((min(end, _hour_at_or_after(now)) - start) / HOUR), 0)
+
+
+def _in_ranges(
+    *breakdowns: Breakdown, ranges: Sequence[BucketRange], taken_off: bool | None = None
+) -> ColumnElement[bool]:
+    """Rows of `breakdowns` in `ranges`, or in those of them whose counts are (True) or are not
+    (False) taken off the rest."""
     c = JobStatusCount
     # Written into the SQL rather than bound: the server plans a prepared statement once for
     # any parameters, and only a constant lets that plan use the pairs' partial index. Several
@@ -274,9 +313,19 @@ def _in_ranges(*breakdowns: Breakdown, ranges: Sequence[BucketRange]) -> ColumnE
                 c.bucket_start >= start,
                 c.bucket_start < end,
             )
-            for span, start, end in ranges
+            for span, start, end, subtracted in ranges
+            if taken_off is None or subtracted == taken_off
         )
     )
+
+
+def _signed_events(*breakdowns: Breakdown, ranges: Sequence[BucketRange]) -> ColumnElement[int]:
+    """The sum of the rows' events, those of ranges taken off the rest counted negative."""
+    c = JobStatusCount
+    if not any(subtracted for *_, subtracted in ranges):
+        return func.sum(c.events)
+    taken_off = _in_ranges(*breakdowns, ranges=ranges, taken_off=True)
+    return func.sum(case((taken_off, -c.events), else_=c.events))
 
 
 def _totals(ranges: Sequence[BucketRange]) -> Select[int, int, str, str | None, int]:
@@ -284,12 +333,13 @@ def _totals(ranges: Sequence[BucketRange]) -> Select[int, int, str, str | None, 
     their own rows (0 for status in the per-institution one, "" for the institution in the
     per-status one), so grouping by all three columns keeps them apart."""
     c = JobStatusCount
+    breakdowns = (Breakdown.STATUS, Breakdown.INSTITUTION)
+    events = _signed_events(*breakdowns, ranges=ranges)
     return (
-        select(
-            c.breakdown, c.status, c.institution_key, func.max(c.status_name), func.sum(c.events)
-        )
-        .where(_in_ranges(Breakdown.STATUS, Breakdown.INSTITUTION, ranges=ranges))
+        select(c.breakdown, c.status, c.institution_key, func.max(c.status_name), events)
+        .where(_in_ranges(*breakdowns, ranges=ranges))
         .group_by(c.breakdown, c.status, c.institution_key)
+        .having(events > 0)
     )
 
 
@@ -305,10 +355,12 @@ def _summed_pairs(
         conditions.append(c.institution_key.in_([i or NO_INSTITUTION for i in institutions]))
     if statuses:
         conditions.append(c.status.in_(statuses))
+    events = _signed_events(Breakdown.STATUS_AND_INSTITUTION, ranges=ranges)
     rows = session.execute(
-        select(c.institution_key, c.status, func.max(c.status_name), func.sum(c.events))
+        select(c.institution_key, c.status, func.max(c.status_name), events)
         .where(*conditions)
         .group_by(c.institution_key, c.status)
+        .having(events > 0)
     )
     return [(institution or None, status, name, int(n)) for institution, status, name, n in rows]
 

@@ -48,8 +48,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
+from service.jobs.folding import take_hours_off_their_day
 from service.jobs.models import Job, JobEvent, JobStatusCount
-from service.jobs.rollups import DAILY, HOURLY, Breakdown
+from service.jobs.rollups import DAILY, HOUR, HOURLY, Breakdown, day_of
 from service.members.models import Member, MemberDataUpdate, MemberEvent
 from service.outbox.models import HandlerRun, RunState
 from service.platform import partitions
@@ -230,7 +231,9 @@ def _delete_old_counts(sessions: sessionmaker[Session], cutoff: datetime) -> int
     passed, as the events it counts do)."""
     with transaction(sessions) as session:
         outside = _outside_months(session, JOB_STATUS_COUNTS)
-    return sum(
+        day = day_of(cutoff)
+        taken_off = take_hours_off_their_day(session, day, cutoff - HOUR, outside)
+    return taken_off + sum(
         _delete_counts_through(
             sessions,
             and_(

@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 from conftest import job_body
-from db_rows import rows
+from db_rows import raw_stats, rows
 from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 
 from service.jobs.deliveries import JobDelivery
 from service.jobs.ingest import ingest_job
 from service.jobs.models import Job, JobEvent, JobStatusCount
+from service.jobs.queries import job_stats
+from service.jobs.rollups import day_of
 from service.jobs.schemas import JobCallback
 from service.outbox.models import HandlerRun, RunState
 from service.outbox.runner import Retention, maintain_once
@@ -201,6 +203,26 @@ def test_many_batches_on_several_connections_retire_exactly_the_finished_jobs(
 
     assert {job.guid for job in rows(engine, Job)} == kept
     assert result.jobs_retired == 600 - len(kept)
+
+
+def test_the_day_of_the_cutoff_counts_exactly_the_hours_it_keeps(engine: Engine) -> None:
+    """The hours before the cut-off leave the counts, taken off their day's count, which stays:
+    a part of that day read as the day less its other hours equals a count of the events kept."""
+    day = day_of(CUTOFF)
+    cutoff = day + timedelta(hours=10)
+    for hour in (2, 5, 9, 13, 20):
+        deliver(engine, f"JOB-{hour}", 6, day + timedelta(hours=hour, minutes=15))
+    sessions = make_session_factory(engine)
+
+    purge(sessions, cutoff)
+
+    with sessions() as session:
+        for start, end in ((0, 24), (1, 22), (11, 23), (12, 14)):
+            window = (day + timedelta(hours=start), day + timedelta(hours=end))
+            counted = job_stats(session, *window, (), top=10, now=NOW)
+            assert counted == raw_stats(session, *window), window
+        whole_day = job_stats(session, day, day + timedelta(days=1), (), top=10, now=NOW)
+    assert whole_day.total == 2  # type: ignore[attr-defined]
 
 
 def test_retiring_batches_grow_while_quick_and_shrink_when_slow() -> None:

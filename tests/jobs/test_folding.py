@@ -15,12 +15,11 @@ from uuid import uuid4
 import pytest
 from click.testing import CliRunner
 from conftest import job_body
-from db_rows import wait_until_a_query_waits_for_a_lock
+from db_rows import raw_stats, wait_until_a_query_waits_for_a_lock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
-from test_rollups import raw_stats
 
 from service.cli import cli
 from service.config import Settings

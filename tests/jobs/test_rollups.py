@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import job_body
+from db_rows import raw_stats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
@@ -20,7 +21,7 @@ from service.handlers.registry import handler_plan
 from service.jobs.deliveries import JobDelivery
 from service.jobs.ingest import ingest_jobs
 from service.jobs.models import JobEvent, JobStatusCount
-from service.jobs.queries import job_stats, status_counts, status_counts_statement, summarize_counts
+from service.jobs.queries import job_stats, status_counts
 from service.jobs.rollups import counted_window
 from service.jobs.schemas import StatsOut, validate_job
 from service.platform.db import make_engine, make_session_factory, run_in_transaction
@@ -59,17 +60,6 @@ def history(database_url: str) -> Iterator[sessionmaker[Session]]:
         run_in_transaction(sessions, lambda session, b=batch: ingest_jobs(session, b, plan))
     yield sessions
     engine.dispose()
-
-
-def raw_stats(
-    session: Session,
-    since: datetime,
-    until: datetime,
-    statuses: Sequence[int] = (),
-    top: int = 10,
-) -> object:
-    rows = [tuple(row) for row in session.execute(status_counts_statement(since, until, statuses))]
-    return summarize_counts(rows, since, until, top)  # type: ignore[arg-type]
 
 
 window_edges = st.integers(min_value=-2 * 3600, max_value=int(SPAN.total_seconds()) + 2 * 3600)
