@@ -30,6 +30,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    union_all,
 )
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -154,8 +155,8 @@ def _fold_in_two_statements(session: Session, settled: ColumnElement[bool]) -> i
     return int(getattr(removed, "rowcount", 0) or 0)
 
 
-def _add_to_folded(session: Session, rows: Any) -> Any:
-    """INSERT the sum of `rows` per key into FOLDED's rows."""
+def _add_to_folded(session: Session, rows: Any, nonzero: bool = False) -> Any:
+    """INSERT the sum of `rows` per key into FOLDED's rows (`nonzero`: where it is not 0)."""
     table: Any = JobStatusCount.__table__
     key: Sequence[Any] = [rows.c[column] for column in KEY]
     summed = select(
@@ -164,6 +165,8 @@ def _add_to_folded(session: Session, rows: Any) -> Any:
         func.max(rows.c.status_name),
         func.sum(rows.c.events),
     ).group_by(*key)
+    if nonzero:
+        summed = summed.having(func.sum(rows.c.events) != 0)
     insert = insert_for_dialect(session.get_bind().dialect.name, table).from_select(
         [*KEY, "shard", "status_name", "events"], summed
     )
@@ -180,45 +183,49 @@ def take_hours_off_their_day(
     session: Session, day: datetime, last_start: datetime, where: ColumnElement[bool]
 ) -> int:
     """Delete the hourly counts of UTC `day` starting up to last_start (and matching `where`),
-    taking them off the day's own counts in the same statement, so a day that retention keeps
-    still counts exactly the hours it keeps: rollups may read part of a day as the day less its
-    other hours. The hours deleted."""
+    and set the day's own counts to the sum of the hours it keeps, so a day that retention keeps
+    counts exactly those: rollups may read part of a day as the day less its other hours. Setting
+    rather than subtracting also mends a day an earlier purge cut without doing this. One
+    statement on PostgreSQL, so one snapshot; on SQLite its writer lock holds from the first of
+    the two to the commit. The hours deleted."""
     table: Any = JobStatusCount.__table__
     c = table.c
-    hours = and_(c.span_hours == HOURLY, c.bucket_start >= day, c.bucket_start <= last_start, where)
-    if session.get_bind().dialect.name == "postgresql":
-        # After any fold running: its shard rows, moved to FOLDED after this statement's
-        # snapshot was taken, would escape being taken off and go with a later delete.
-        transaction_lock(session, FOLD_LOCK, wait=True)
-        moved = (
-            delete(table)
-            .where(hours)
-            .returning(*(c[column] for column in KEY), c.status_name, c.events)
-            .cte("moved")
-        )
-        added = _add_to_folded(session, _as_the_day(moved, day)).returning(c.events).cte("added")
-        return int(
-            session.execute(select(func.count()).select_from(moved).add_cte(added)).scalar_one()
-        )
-    # SQLite: its one writer lock holds from the first statement to the commit.
-    session.execute(
-        _add_to_folded(session, _as_the_day(select(table).where(hours).subquery(), day))
+    of_the_day = and_(c.bucket_start >= day, c.bucket_start < day + DAY, where)
+    cut = and_(c.span_hours == HOURLY, of_the_day, c.bucket_start <= last_start)
+    kept = and_(c.span_hours == HOURLY, of_the_day, c.bucket_start > last_start)
+    counted = and_(c.span_hours == DAILY, c.bucket_start == day, where)
+    mending = _add_to_folded(session, _day_mended(kept, counted, day), nonzero=True)
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(mending)
+        removed = session.execute(delete(table).where(cut))
+        return int(getattr(removed, "rowcount", 0) or 0)
+    # After any fold running: the rows it moves to FOLDED after this statement's snapshot would
+    # escape the sums.
+    transaction_lock(session, FOLD_LOCK, wait=True)
+    moved = delete(table).where(cut).returning(c.events).cte("moved")
+    mended = mending.returning(c.events).cte("mended")
+    return int(
+        session.execute(select(func.count()).select_from(moved).add_cte(mended)).scalar_one()
     )
-    removed = session.execute(delete(table).where(hours))
-    return int(getattr(removed, "rowcount", 0) or 0)
 
 
-def _as_the_day(hours: Any, day: datetime) -> Any:
-    """Hourly count rows as rows of their day to subtract."""
+def _day_mended(kept: ColumnElement[bool], counted: ColumnElement[bool], day: datetime) -> Any:
+    """Per key, what the day's counts lack of the sum of the hours kept (negative: too many)."""
+    c = JobStatusCount
+    columns = (c.breakdown, c.status, c.institution_key, c.status_name)
+    both = union_all(
+        select(*columns, c.events).where(kept),
+        select(*columns, (-c.events).label("events")).where(counted),
+    ).subquery("both")
     return select(
         literal(DAILY, SmallInteger).label("span_hours"),
-        hours.c.breakdown,
-        literal(day, JobStatusCount.bucket_start.type).label("bucket_start"),
-        hours.c.status,
-        hours.c.institution_key,
-        hours.c.status_name,
-        (-hours.c.events).label("events"),
-    ).subquery("as_the_day")
+        both.c.breakdown,
+        literal(day, c.bucket_start.type).label("bucket_start"),
+        both.c.status,
+        both.c.institution_key,
+        both.c.status_name,
+        both.c.events,
+    ).subquery("mended")
 
 
 def _oldest_day(sessions: sessionmaker[Session]) -> datetime | None:

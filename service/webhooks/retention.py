@@ -50,7 +50,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from service.jobs.folding import take_hours_off_their_day
 from service.jobs.models import Job, JobEvent, JobStatusCount
-from service.jobs.rollups import DAILY, HOUR, HOURLY, Breakdown, day_of
+from service.jobs.rollups import DAILY, DAY, HOUR, HOURLY, Breakdown, day_of
 from service.members.models import Member, MemberDataUpdate, MemberEvent
 from service.outbox.models import HandlerRun, RunState
 from service.platform import partitions
@@ -120,8 +120,8 @@ class PurgeResult:
 
 def purge(sessions: sessionmaker[Session], cutoff: datetime, connections: int = 1) -> PurgeResult:
     """Everything received and dated before the cut-off, but what the policy keeps. Old jobs
-    are deleted over up to `connections` connections at once besides the one reading ahead
-    (PostgreSQL): `sessions` must allow that many."""
+    are deleted over up to `connections` connections at once (PostgreSQL), and one more reads
+    ahead: `sessions` must allow connections + 1, and purge_once one more for its lock."""
     result = PurgeResult()
     with _timed(result, "jobs"):
         result.jobs_retired = _retire_jobs(sessions, cutoff, connections)
@@ -231,6 +231,7 @@ def _delete_old_counts(sessions: sessionmaker[Session], cutoff: datetime) -> int
     passed, as the events it counts do)."""
     with transaction(sessions) as session:
         outside = _outside_months(session, JOB_STATUS_COUNTS)
+        # The day the cut-off falls in stays; its hours before the cut-off go here alone.
         day = day_of(cutoff)
         taken_off = take_hours_off_their_day(session, day, cutoff - HOUR, outside)
     return taken_off + sum(
@@ -241,9 +242,10 @@ def _delete_old_counts(sessions: sessionmaker[Session], cutoff: datetime) -> int
                 JobStatusCount.breakdown == int(breakdown),
                 outside,
             ),
-            cutoff - length,  # the last bucket that ends by the cut-off
+            last_start,
         )
-        for span, length in ((HOURLY, timedelta(hours=1)), (DAILY, timedelta(days=1)))
+        # The last buckets that end by the cut-off, hours only of the days before its own.
+        for span, last_start in ((HOURLY, day - HOUR), (DAILY, cutoff - DAY))
         for breakdown in Breakdown
     )
 

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from conftest import job_body
 from db_rows import raw_stats, rows
-from sqlalchemy import text, update
+from sqlalchemy import delete, text, update
 from sqlalchemy.engine import Engine
 
 from service.jobs.deliveries import JobDelivery
+from service.jobs.folding import fold_settled
 from service.jobs.ingest import ingest_job
 from service.jobs.models import Job, JobEvent, JobStatusCount
 from service.jobs.queries import job_stats
@@ -206,13 +207,23 @@ def test_many_batches_on_several_connections_retire_exactly_the_finished_jobs(
 
 
 def test_the_day_of_the_cutoff_counts_exactly_the_hours_it_keeps(engine: Engine) -> None:
-    """The hours before the cut-off leave the counts, taken off their day's count, which stays:
-    a part of that day read as the day less its other hours equals a count of the events kept."""
+    """The hours before the cut-off leave the counts and their day's count, which stays, is set
+    to the hours it keeps: folded or not, and mended where an earlier purge cut an hour without
+    this. A part of that day read as the day less its other hours equals a raw count."""
     day = day_of(CUTOFF)
     cutoff = day + timedelta(hours=10)
-    for hour in (2, 5, 9, 13, 20):
+    for hour in (1, 2, 5, 9, 13, 20):
         deliver(engine, f"JOB-{hour}", 6, day + timedelta(hours=hour, minutes=15))
     sessions = make_session_factory(engine)
+    fold_settled(sessions, NOW, since=day)  # one row a key, as the worker leaves a settled day
+    deliver(engine, "JOB-late", 6, day + timedelta(hours=13, minutes=30))  # a writer's row again
+    with engine.begin() as connection:  # as a purge cut at 02:00 left it, hour 1 went alone
+        first_hour = day + timedelta(hours=1)
+        connection.execute(
+            delete(JobStatusCount).where(
+                JobStatusCount.span_hours == 1, JobStatusCount.bucket_start == first_hour
+            )
+        )
 
     purge(sessions, cutoff)
 
@@ -222,7 +233,7 @@ def test_the_day_of_the_cutoff_counts_exactly_the_hours_it_keeps(engine: Engine)
             counted = job_stats(session, *window, (), top=10, now=NOW)
             assert counted == raw_stats(session, *window), window
         whole_day = job_stats(session, day, day + timedelta(days=1), (), top=10, now=NOW)
-    assert whole_day.total == 2  # type: ignore[attr-defined]
+    assert whole_day.total == 3  # type: ignore[attr-defined]
 
 
 def test_retiring_batches_grow_while_quick_and_shrink_when_slow() -> None:
