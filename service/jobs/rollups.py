@@ -14,11 +14,11 @@ hourly ones, or, where the rest of that day holds fewer hours, as the day's coun
 hours (purge keeps a day's count equal to its hours: folding.take_hours_off_their_day); and the
 at most two partial hours at its edges by counting their events (each under an hour of the
 (updated_at, status) index), or, where the rest of that hour holds fewer, as the hour's counts
-less the rest's events. The per-status totals and the per-institution
-totals come from their own breakdowns (tens and hundreds of rows a bucket), and the
-per-status pairs only for the busiest institutions the answer lists. /stats widens a window
-longer than an hour to whole hours, and one longer than a week to whole days, unless asked to
-be exact (counted_window), so it reads buckets only.
+less the rest's events. The per-status totals and the per-institution totals come from their
+own breakdowns (tens and hundreds of rows a bucket), and the per-status pairs only for the
+busiest institutions the answer lists. /stats widens a window longer than an hour to whole
+hours, and one longer than a week to whole days, unless asked to be exact (counted_window), so
+it reads buckets only.
 """
 
 from __future__ import annotations
