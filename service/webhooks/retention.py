@@ -50,7 +50,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from service.jobs.folding import take_hours_off_their_day
 from service.jobs.models import Job, JobEvent, JobStatusCount
-from service.jobs.rollups import DAILY, DAY, HOUR, HOURLY, Breakdown, day_of
+from service.jobs.rollups import DAILY, HOUR, HOURLY, Breakdown, day_of
 from service.members.models import Member, MemberDataUpdate, MemberEvent
 from service.outbox.models import HandlerRun, RunState
 from service.platform import partitions
@@ -234,18 +234,15 @@ def _delete_old_counts(sessions: sessionmaker[Session], cutoff: datetime) -> int
         # The day the cut-off falls in stays; its hours before the cut-off go here alone.
         day = day_of(cutoff)
         taken_off = take_hours_off_their_day(session, day, cutoff - HOUR, outside)
+    # Every hour and day of the days before, a day's hours and the day itself together: a late
+    # callback between the two would leave one without the other.
+    spans = JobStatusCount.span_hours.in_([HOURLY, DAILY])
     return taken_off + sum(
         _delete_counts_through(
             sessions,
-            and_(
-                JobStatusCount.span_hours == span,
-                JobStatusCount.breakdown == int(breakdown),
-                outside,
-            ),
-            last_start,
+            and_(spans, JobStatusCount.breakdown == int(breakdown), outside),
+            day - HOUR,
         )
-        # The last buckets that end by the cut-off, hours only of the days before its own.
-        for span, last_start in ((HOURLY, day - HOUR), (DAILY, cutoff - DAY))
         for breakdown in Breakdown
     )
 
@@ -253,17 +250,18 @@ def _delete_old_counts(sessions: sessionmaker[Session], cutoff: datetime) -> int
 def _delete_counts_through(
     sessions: sessionmaker[Session], buckets: ColumnElement[bool], last_start: datetime
 ) -> int:
-    """`buckets` starting up to last_start, a day of them a transaction, walked forward along
-    the primary key so no batch rereads the entries earlier batches deleted."""
+    """`buckets` starting up to last_start, a UTC day of them a transaction, walked forward
+    along the primary key so no batch rereads the entries earlier batches deleted."""
     counts = JobStatusCount
     deleted = 0
     after: datetime | None = None
     while True:
         with transaction(sessions) as session:
             later = buckets if after is None else and_(buckets, counts.bucket_start >= after)
-            day = session.scalar(select(func.min(counts.bucket_start)).where(later))
-            if day is None or day > last_start:
+            first = session.scalar(select(func.min(counts.bucket_start)).where(later))
+            if first is None or first > last_start:
                 return deleted
+            day = day_of(first)
             done = session.execute(
                 delete(counts).where(
                     buckets,
