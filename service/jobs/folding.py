@@ -37,7 +37,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.jobs.models import JobStatusCount
 from service.jobs.rollups import DAILY, DAY, HOUR, HOURLY, Breakdown, day_of
-from service.platform.db import claimable, insert_for_dialect, transaction, transaction_lock
+from service.platform.db import (
+    claimable,
+    insert_for_dialect,
+    is_postgresql,
+    transaction,
+    transaction_lock,
+)
 
 # The shard folded counts live in: no process writes to it (writer_shard is never negative), and
 # every writer's shard is greater.
@@ -98,7 +104,7 @@ def fold_day(session: Session, day: datetime, now: datetime, wait: bool = False)
     settled = _settled(day, now)
     if settled is None:
         return 0
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return _fold_skipping_held_rows(session, settled, wait)
     return _fold_in_two_statements(session, settled)
 
@@ -144,15 +150,29 @@ def _fold_skipping_held_rows(
         .returning(*(table.c[column] for column in (*KEY, "status_name", "events")))
         .cte("moved")
     )
-    added = _add_to_folded(session, moved).returning(table.c.events).cte("added")
-    return int(session.execute(select(func.count()).select_from(moved).add_cte(added)).scalar_one())
+    return _deleted_beside(session, moved, _add_to_folded(session, moved))
 
 
 def _fold_in_two_statements(session: Session, settled: ColumnElement[bool]) -> int:
     rows = select(JobStatusCount.__table__).where(settled).subquery("rows")
-    session.execute(_add_to_folded(session, rows))
-    removed = session.execute(delete(JobStatusCount).where(settled))
-    return int(getattr(removed, "rowcount", 0) or 0)
+    return _add_then_delete(session, _add_to_folded(session, rows), settled)
+
+
+def _deleted_beside(session: Session, deleting: Any, adding: Any) -> int:
+    """PostgreSQL: run the DELETE CTE `deleting` and the INSERT `adding` as one statement, one
+    snapshot; the rows deleted."""
+    added = adding.returning(JobStatusCount.__table__.c.events).cte("added")
+    return int(
+        session.execute(select(func.count()).select_from(deleting).add_cte(added)).scalar_one()
+    )
+
+
+def _add_then_delete(session: Session, adding: Any, removed: ColumnElement[bool]) -> int:
+    """SQLite: the INSERT `adding`, then delete the `removed` rows, under its one writer lock
+    from the first statement to the commit; the rows deleted."""
+    session.execute(adding)
+    deleted = session.execute(delete(JobStatusCount).where(removed))
+    return int(getattr(deleted, "rowcount", 0) or 0)
 
 
 def _add_to_folded(session: Session, rows: Any, nonzero: bool = False) -> Any:
@@ -195,17 +215,13 @@ def take_hours_off_their_day(
     kept = and_(c.span_hours == HOURLY, of_the_day, c.bucket_start > last_start)
     counted = and_(c.span_hours == DAILY, c.bucket_start == day, where)
     mending = _add_to_folded(session, _day_mended(kept, counted, day), nonzero=True)
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(mending)
-        removed = session.execute(delete(table).where(cut))
-        return int(getattr(removed, "rowcount", 0) or 0)
+    if not is_postgresql(session):
+        return _add_then_delete(session, mending, cut)
     # After any fold running: the rows it moves to FOLDED after this statement's snapshot would
     # escape the sums.
     transaction_lock(session, FOLD_LOCK, wait=True)
-    moved = delete(table).where(cut).returning(c.events).cte("moved")
-    mended = mending.returning(c.events).cte("mended")
-    return int(
-        session.execute(select(func.count()).select_from(moved).add_cte(mended)).scalar_one()
+    return _deleted_beside(
+        session, delete(table).where(cut).returning(c.events).cte("moved"), mending
     )
 
 
