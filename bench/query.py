@@ -168,13 +168,14 @@ LOAD_JOBS = f"""
 INSERT INTO jobs
     (guid, member_guid, user_guid, institution_guid, status, status_name, is_authenticated,
      error_message, created_at, started_at, updated_at, finished_at, current_event_id,
-     received_at, first_received_at)
+     received_at, first_received_at, filed_at)
 SELECT e.job_guid,
        e.payload->>'member_guid', e.payload->>'user_guid', e.payload->>'institution_guid',
        e.status, e.status_name, e.status NOT IN (7, 8),
        e.payload->>'error_message',
        e.updated_at - interval '27 seconds', e.updated_at - interval '26 seconds',
-       e.updated_at, e.updated_at, e.id, e.received_at, e.received_at - interval '27 seconds'
+       e.updated_at, e.updated_at, e.id, e.received_at, e.received_at - interval '27 seconds',
+       e.updated_at - interval '27 seconds'
 FROM job_events AS e
 WHERE e.id % {EVENTS_PER_JOB} = 0
 """

@@ -38,7 +38,7 @@ def purge(older_than: str, connections: int) -> None:
     deleted = ", ".join(f"{table} {count}" for table, count in result.rows_deleted.items())
     kept = ", ".join(f"{table} {count}" for table, count in result.rows_kept.items()) or "none"
     click.echo(
-        f"purged before {cutoff.isoformat()}: {result.jobs_retired} jobs retired; "
+        f"purged before {cutoff.isoformat()}: {result.jobs_retired} jobs retired one by one; "
         f"partitions detached: {dropped} (about {result.rows_dropped_estimate} rows; their "
         "files go at the next `jobhooks db maintain` or worker maintenance), "
         f"rows kept from them: {kept}; rows deleted: {deleted}; "

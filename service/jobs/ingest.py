@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from service.jobs.deliveries import HandlersFor, JobDelivery, dedup_key, filed_at
+from service.jobs.filing import lock_and_locate
 from service.jobs.models import Job, JobEvent
 from service.jobs.rollups import count_new_events, institution_keys
 from service.jobs.round_statement import fits_one_statement, ingest_round_in_one_statement
@@ -64,7 +65,10 @@ def ingest_jobs(
     have arrived.
     """
     results: list[IngestResult] = [IngestResult(Outcome.DUPLICATE)] * len(deliveries)
-    in_one_statement = one_statement and is_postgresql(session)
+    postgresql = is_postgresql(session)
+    if postgresql:  # before any write (service/jobs/filing.py)
+        lock_and_locate(session, [delivery.job.guid for delivery in deliveries])
+    in_one_statement = one_statement and postgresql
     # New events of step-by-step rounds and the institution each is counted under, for the
     # status counts (the one statement keeps its own).
     to_count: list[tuple[JobDelivery, str]] = []
@@ -268,7 +272,10 @@ JOB_COLUMNS = (
     "current_event_id",
     "received_at",
     "first_received_at",
+    "filed_at",
 )
+# Set when the row is first written, never by a later event.
+JOB_FIRST_COLUMNS = ("guid", "first_received_at", "filed_at")
 # A job never changes owner; a callback that omits an owner field must not erase it.
 JOB_OWNER_COLUMNS = ("member_guid", "user_guid", "institution_guid", "created_at")
 
@@ -281,7 +288,7 @@ def _job_upsert(dialect: str) -> Any:
     )
     excluded = insert.excluded
     changes: dict[str, Any] = {
-        name: excluded[name] for name in JOB_COLUMNS if name not in ("guid", "first_received_at")
+        name: excluded[name] for name in JOB_COLUMNS if name not in JOB_FIRST_COLUMNS
     }
     for owner in JOB_OWNER_COLUMNS:
         changes[owner] = func.coalesce(excluded[owner], jobs.c[owner])
@@ -289,8 +296,10 @@ def _job_upsert(dialect: str) -> Any:
         jobs.c.updated_at.is_(None),
         and_(excluded.updated_at.is_not(None), excluded.updated_at >= jobs.c.updated_at),
     )
+    # PostgreSQL's key holds the partition key too; the row's filed_at was found beforehand.
+    key = [jobs.c.guid, jobs.c.filed_at] if dialect == "postgresql" else [jobs.c.guid]
     return insert.on_conflict_do_update(
-        index_elements=[jobs.c.guid], set_=changes, where=newer_or_same
+        index_elements=key, set_=changes, where=newer_or_same
     ).returning(jobs.c.guid)
 
 
@@ -333,6 +342,12 @@ def _advance_current_states(
     session: Session, stored: Sequence[tuple[JobDelivery, int]]
 ) -> list[bool]:
     """For each event, whether it became its job's current state."""
+    # A stored job keeps its filed_at; a new one is filed under its first event's MX time.
+    stored_filed_at = (
+        lock_and_locate(session, [delivery.job.guid for delivery, _ in stored])
+        if is_postgresql(session)
+        else {}
+    )
     rows = [
         {
             "guid": delivery.job.guid,
@@ -350,6 +365,7 @@ def _advance_current_states(
             "current_event_id": event_id,
             "received_at": delivery.received_at,
             "first_received_at": delivery.received_at,
+            "filed_at": stored_filed_at.get(delivery.job.guid) or filed_at(delivery.job),
         }
         for delivery, event_id in stored
     ]

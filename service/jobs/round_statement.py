@@ -2,9 +2,10 @@
 
 On PostgreSQL the batch is the hot path's biggest cost: written as pipelined executemany calls
 (events, institutions, current states, prompts, runs), psycopg spent more Python per row than the
-server spent running them. Here the round travels as one JSON document, and one statement whose
-data-modifying CTEs claim webhook-ids, store the events, learn institutions, advance current
-states, claim prompts, queue runs and add to the status counts answers each delivery's outcome.
+server spent running them. Here the round travels as one JSON document, and one statement that
+locks the round's jobs and finds their rows, and whose data-modifying CTEs claim webhook-ids,
+store the events, learn institutions, advance current states, claim prompts, queue runs and
+add to the status counts, answers each delivery's outcome.
 Its text never changes, so psycopg prepares it once per connection and the server plans it once
 (measured against the steps by bench/batch_paths.py).
 
@@ -75,8 +76,14 @@ _SET_JOB = ",\n        ".join(
 
 # Built from constants of this module only; every value travels as a bound parameter.
 ROUND = NumberedStatement(f"""
-WITH input AS (
-    SELECT * FROM jsonb_to_recordset(%(deliveries)s::jsonb) AS delivery({_DELIVERY_COLUMNS})
+WITH located AS MATERIALIZED (
+    -- Locks the round's guids before anything else is written (service/jobs/filing.py):
+    -- every write below reads `input`, which cannot yield a row before this has run whole.
+    SELECT * FROM jobhooks_locate_jobs(%(guids)s::text[])
+), input AS (
+    SELECT delivery.*, coalesce(located.job_filed_at, delivery.filed_at) AS job_filed_at
+    FROM jsonb_to_recordset(%(deliveries)s::jsonb) AS delivery({_DELIVERY_COLUMNS})
+        LEFT JOIN located USING (job_guid)
 ), wired AS (
     SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS run({_RUN_COLUMNS})
 ), first_of_id AS (
@@ -95,7 +102,10 @@ WITH input AS (
         -- The key the status counts use: as the callback named it, else as stored for the job.
         coalesce(
             institution_guid,
-            (SELECT known.institution_guid FROM jobs AS known WHERE known.guid = input.job_guid),
+            (
+                SELECT known.institution_guid FROM jobs AS known
+                WHERE known.guid = input.job_guid AND known.filed_at = input.job_filed_at
+            ),
             ''
         ),
         updated_at, received_at, dedup_key, delivery_id, payload, filed_at
@@ -121,12 +131,12 @@ WITH input AS (
     INSERT INTO jobs AS job
         (guid, member_guid, user_guid, institution_guid, status, status_name, is_authenticated,
          error_message, created_at, started_at, updated_at, finished_at, current_event_id,
-         received_at, first_received_at)
+         received_at, first_received_at, filed_at)
     SELECT job_guid, member_guid, user_guid, institution_guid, status, status_name,
         is_authenticated, error_message, created_at, started_at, updated_at, finished_at,
-        event_id, received_at, received_at
+        event_id, received_at, received_at, job_filed_at
     FROM stored ORDER BY position
-    ON CONFLICT (guid) DO UPDATE SET
+    ON CONFLICT (guid, filed_at) DO UPDATE SET
         {_SET_JOB}
     WHERE job.updated_at IS NULL
         OR (excluded.updated_at IS NOT NULL AND excluded.updated_at >= job.updated_at)
@@ -273,6 +283,7 @@ def ingest_round_in_one_statement(
         # One JSON document per round rather than an array per column: orjson writes it in C, and
         # psycopg then has one text value to send instead of a type to find for every element.
         "deliveries": orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode(),
+        "guids": sorted({delivery.job.guid for delivery in deliveries}),
         "runs": orjson.dumps(runs).decode(),
         "prompt_handlers": sorted(PROMPT_HANDLERS),
         "prompt_source": PromptSource.JOB.value,

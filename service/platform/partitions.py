@@ -43,7 +43,8 @@ JOB_EVENTS = PartitionedTable("job_events", "filed_at", "received_at")
 MEMBER_EVENTS = PartitionedTable("member_events", "event_at", "received_at")
 HANDLER_RUNS = PartitionedTable("handler_runs", "filed_at", "created_at")
 JOB_STATUS_COUNTS = PartitionedTable("job_status_counts", "bucket_start", "bucket_start")
-PARTITIONED = (JOB_EVENTS, MEMBER_EVENTS, HANDLER_RUNS, JOB_STATUS_COUNTS)
+JOBS = PartitionedTable("jobs", "filed_at", "received_at")
+PARTITIONED = (JOB_EVENTS, MEMBER_EVENTS, HANDLER_RUNS, JOB_STATUS_COUNTS, JOBS)
 
 
 @dataclass(frozen=True)

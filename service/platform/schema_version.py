@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-SCHEMA_HEAD = "0012_event_institution"
+SCHEMA_HEAD = "0013_jobs_by_month"
 
 
 def applied_revision(connection: Connection) -> str | None:

@@ -12,9 +12,11 @@ PostgreSQL: month partitions wholly before the cut-off are detached (constant ti
 they hold) and renamed for partition maintenance to drop (worker, `jobhooks db maintain`), so the
 file system's work of freeing them is not the purge's; the few rows the policy keeps are first
 copied to the DEFAULT partition.
+`jobs` is partitioned too, by the month of each job's first status change, so a month of
+finished jobs leaves with its history.
 A partition that straddles the cut-off stays whole, bodies included, until its month has
-passed: history lives up to a month beyond the window there. The DEFAULT partition, SQLite
-and the plain tables (jobs, member_data_updates, delivery_ids) lose old rows by batched
+passed: history and jobs live up to a month beyond the window there. The DEFAULT partition,
+SQLite and the plain tables (member_data_updates, delivery_ids) lose old rows by batched
 DELETEs, each batch its own short transaction.
 """
 
@@ -49,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from service.jobs.folding import take_hours_off_their_day
-from service.jobs.models import Job, JobEvent, JobStatusCount
+from service.jobs.models import UNFINISHED, Job, JobEvent, JobStatusCount
 from service.jobs.rollups import DAILY, HOUR, HOURLY, Breakdown, day_of
 from service.members.models import Member, MemberDataUpdate, MemberEvent
 from service.outbox.models import HandlerRun, RunState
@@ -60,6 +62,7 @@ from service.platform.partitions import (
     HANDLER_RUNS,
     JOB_EVENTS,
     JOB_STATUS_COUNTS,
+    JOBS,
     MEMBER_EVENTS,
     PartitionedTable,
 )
@@ -124,6 +127,9 @@ def purge(sessions: sessionmaker[Session], cutoff: datetime, connections: int = 
     ahead: `sessions` must allow connections + 1, and purge_once one more for its lock."""
     result = PurgeResult()
     with _timed(result, "jobs"):
+        with transaction(sessions) as session:
+            if partitions.is_partitioned(session, JOBS):
+                _drop_partitions(session, JOBS, cutoff, result)
         result.jobs_retired = _retire_jobs(sessions, cutoff, connections)
     # Runs first: the runs kept decide which events stay.
     with _timed(result, "history"):
@@ -276,10 +282,14 @@ def _delete_counts_through(
 
 def _retire_jobs(sessions: sessionmaker[Session], cutoff: datetime, connections: int) -> int:
     """Current states of jobs that finished before the cut-off and owe no kept run: dated jobs
-    by MX's updated_at, then the ones MX sent no updated_at for by when they arrived."""
-    dated = Job.updated_at < cutoff
+    by MX's updated_at, then the ones MX sent no updated_at for by when they arrived. On
+    PostgreSQL only DEFAULT holds any: older months were dropped whole, and the one straddling
+    the cut-off stays whole until it has passed."""
+    with transaction(sessions) as session:
+        outside = _outside_months(session, JOBS)
+    dated = and_(Job.updated_at < cutoff, outside)
     retired = _retire_along(sessions, dated, (Job.updated_at, Job.guid), connections)
-    undated = and_(Job.updated_at.is_(None), Job.received_at < cutoff)
+    undated = and_(Job.updated_at.is_(None), Job.received_at < cutoff, outside)
     return retired + _retire_along(sessions, undated, (Job.guid,), connections)
 
 
@@ -444,6 +454,16 @@ def _delete_old_data_updates(session: Session, cutoff: datetime) -> int:
 # What each partitioned table keeps of a month it drops, found from the side that points at it
 # through an index, so keeping costs what is kept, not what the month holds.
 KEEP_FROM_PARTITION = {
+    # Unfinished through ix_jobs_unfinished, still current after the cut-off through
+    # ix_jobs_updated_at_guid, owing a kept run through ix_handler_runs_state_due_at.
+    JOBS.name: (
+        f"SELECT * FROM {{partition}} WHERE {UNFINISHED}"  # noqa: S608 (our constant)
+        " UNION SELECT * FROM {partition} WHERE updated_at >= :cutoff"
+        " UNION SELECT job.* FROM ("
+        "SELECT DISTINCT job_guid FROM handler_runs"
+        " WHERE state IN ('pending', 'running', 'dead') AND job_guid IS NOT NULL"
+        ") AS owed JOIN {partition} AS job ON job.guid = owed.job_guid"
+    ),
     # Counts go with their month: nothing the policy keeps needs them.
     JOB_STATUS_COUNTS.name: "SELECT * FROM {partition} WHERE false",
     HANDLER_RUNS.name: "SELECT * FROM {partition} WHERE state IN ('pending', 'running', 'dead')",
@@ -477,7 +497,7 @@ def _drop_partitions(
         kept = KEEP_FROM_PARTITION[table.name].format(partition=partition.name)
         copied = session.execute(
             text(f"INSERT INTO {table.name} {kept}"),  # noqa: S608 (our names)
-            {"start": partition.start, "end": partition.end},
+            {"start": partition.start, "end": partition.end, "cutoff": cutoff},
         )
         result.rows_kept[table.name] = result.rows_kept.get(table.name, 0) + int(
             getattr(copied, "rowcount", 0) or 0

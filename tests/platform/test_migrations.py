@@ -13,7 +13,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session
 
-from service.jobs.models import JobStatusCount
+from service.jobs.deliveries import JobDelivery
+from service.jobs.ingest import ingest_job
+from service.jobs.models import Job, JobStatusCount
+from service.jobs.schemas import JobCallback
 from service.platform import migrations as migrate
 from service.platform.checks import run_checks
 from service.platform.db import make_engine
@@ -165,3 +168,49 @@ def test_status_counts_are_backfilled_from_the_hourly_ones(
         (24, 2, dec1, 0, "", 0): 1,
     }
     assert hours[1, 2, nov30.replace(hour=23), 0, "INS-a", 1] == 6
+
+
+def test_stored_jobs_are_filed_under_their_current_state(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install upgraded to 0013 keeps every job, each filed under its current state's MX time
+    (in that month's partition on PostgreSQL), and goes on updating them in place."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.chdir(REPO_ROOT)
+    alembic("downgrade", "0012_event_institution")
+    engine = make_engine(database_url)
+    november = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
+    stored = {"JOB-november": november, "JOB-undated": None}
+    try:
+        with engine.begin() as connection:
+            for guid, updated_at in stored.items():
+                connection.execute(
+                    text(
+                        "INSERT INTO jobs (guid, status, updated_at, current_event_id,"
+                        " received_at, first_received_at) VALUES (:guid, 1, :updated_at, 0,"
+                        " :now, :now)"
+                    ),
+                    {"guid": guid, "updated_at": updated_at, "now": november},
+                )
+        alembic("upgrade", "head")
+        with Session(engine) as session:
+            later = datetime(2026, 12, 1, 0, 1, tzinfo=UTC)
+            raw = {"guid": "JOB-november", "status": 6, "updated_at": later.isoformat()}
+            ingest_job(
+                session, JobDelivery(JobCallback.model_validate(raw), raw, later), lambda _: ()
+            )
+            session.commit()
+            jobs = {job.guid: (job.filed_at, job.status) for job in session.scalars(select(Job))}
+            holders = (
+                dict(session.execute(text("SELECT guid, tableoid::regclass::text FROM jobs")).all())
+                if engine.dialect.name == "postgresql"
+                else {}
+            )
+    finally:
+        engine.dispose()
+    assert jobs == {
+        "JOB-november": (november, 6),
+        "JOB-undated": (datetime(1970, 1, 1, tzinfo=UTC), 1),
+    }
+    if holders:
+        assert holders == {"JOB-november": "jobs_p2026_11", "JOB-undated": "jobs_default"}

@@ -1,20 +1,23 @@
-"""Partitions of the history tables: created ahead by the worker, and duplicates still caught when
-a retry arrives a day later, after a partition boundary. SQLite keeps plain tables."""
+"""Partitions of the history tables and of jobs: created ahead by the worker, duplicates still
+caught when a retry arrives a day later, after a partition boundary, and one row per job when its
+callbacks fall either side of one. SQLite keeps plain tables."""
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from conftest import job_body
-from db_rows import count, rows
+from db_rows import count, rows, wait_until_a_query_waits_for_a_lock
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from service.jobs.deliveries import JobDelivery
-from service.jobs.ingest import ingest_job
+from service.jobs.ingest import ingest_job, ingest_jobs_autocommitted
 from service.jobs.models import JobEvent
 from service.jobs.schemas import JobCallback
 from service.members.ingest import (
@@ -179,3 +182,73 @@ def test_a_member_retry_a_day_later_in_the_next_partition_is_a_duplicate(
         "CHALLENGED",
         "CONNECTED",
     ]
+
+
+def where_job_is(engine: Engine, guid: str) -> list[tuple[str, datetime, int]]:
+    """Each row of the job: the table that holds it, its filed_at and its status."""
+    holder = "tableoid::regclass::text" if engine.dialect.name == "postgresql" else "'jobs'"
+    with engine.connect() as connection:
+        found = connection.execute(
+            text(f"SELECT {holder}, filed_at, status FROM jobs WHERE guid = :guid"),  # noqa: S608
+            {"guid": guid},
+        )
+        return [(table, _as_utc(filed), status) for table, filed, status in found]
+
+
+def _as_utc(value: datetime | str) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def callback(guid: str, status: int, updated_at: datetime) -> JobDelivery:
+    raw = job_body(guid=guid, status=status, updated_at=updated_at.isoformat(), finished_at=None)
+    return JobDelivery(JobCallback.model_validate(raw), raw, updated_at)
+
+
+def test_a_job_stays_in_the_month_of_its_first_status_change(engine: Engine) -> None:
+    """Its next status change, a month later by the calendar, updates the same row."""
+    run_maintenance_once(engine, BOUNDARY - timedelta(days=1))
+    sessions = make_session_factory(engine)
+    first_at = BOUNDARY - timedelta(minutes=1)
+    with transaction(sessions) as session:
+        ingest_job(session, callback("JOB-crossing", 1, first_at), no_handlers)
+    with transaction(sessions) as session:
+        later = ingest_job(
+            session, callback("JOB-crossing", 6, BOUNDARY + timedelta(minutes=1)), no_handlers
+        )
+
+    assert later.outcome is Outcome.ACCEPTED
+    table = "jobs_p2026_12" if engine.dialect.name == "postgresql" else "jobs"
+    assert where_job_is(engine, "JOB-crossing") == [(table, first_at, 6)]
+
+
+@pytest.mark.parametrize("second_path", ["steps", "one-statement"])
+def test_two_first_callbacks_either_side_of_a_month_start_make_one_job(
+    engine: Engine, second_path: str
+) -> None:
+    """The second callback of a new job arrives while the first is still being written, and
+    MX dated it in the next month: it waits for the first to commit and updates its row."""
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has one writer at a time and keeps guid unique by itself")
+    run_maintenance_once(engine, BOUNDARY - timedelta(days=1))
+    sessions = make_session_factory(engine)
+    first_at = BOUNDARY - timedelta(seconds=1)
+    second = callback("JOB-racing", 1, BOUNDARY + timedelta(seconds=1))
+
+    def ingest_second() -> Outcome:
+        if second_path == "one-statement":
+            alone = ingest_jobs_autocommitted(engine, [second], no_handlers)
+            assert alone is not None
+            return alone[0].outcome
+        with transaction(sessions) as session:
+            return ingest_job(session, second, no_handlers).outcome
+
+    with ThreadPoolExecutor(max_workers=1) as other_worker:
+        with transaction(sessions) as session:
+            ingest_job(session, callback("JOB-racing", 0, first_at), no_handlers)
+            waiting = other_worker.submit(ingest_second)
+            wait_until_a_query_waits_for_a_lock(engine, timeout=10)
+        assert waiting.result(timeout=30) is Outcome.ACCEPTED
+
+    assert where_job_is(engine, "JOB-racing") == [("jobs_p2026_12", first_at, 1)]
+    assert count(engine, JobEvent, job_guid="JOB-racing") == 2
