@@ -53,13 +53,17 @@ UNFINISHED_INDEX = ("ix_jobs_unfinished", ("filed_at",), UNFINISHED)
 LOCATE_JOBS = """
 CREATE OR REPLACE FUNCTION jobhooks_locate_jobs(guids text[])
 RETURNS TABLE (job_guid text, job_filed_at timestamptz)
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    key integer;
+LANGUAGE plpgsql VOLATILE
+-- One plan per connection, through the primary keys: planned for each call's own array (the
+-- default), the lookup cost every batch a planning, and a plan made while a month was still
+-- empty would read the month whole for as long as the connection lives.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+AS $$
 BEGIN
-    FOR key IN SELECT DISTINCT hashtext(guid) FROM unnest(guids) AS guid ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(6975330, key);
-    END LOOP;
+    -- The subquery sorts the keys before the outer query locks them one by one, in that order.
+    PERFORM count(pg_advisory_xact_lock(6975330, key))
+    FROM (SELECT DISTINCT hashtext(guid) AS key FROM unnest(guids) AS guid ORDER BY 1) AS keys;
     -- A statement of a VOLATILE function reads in a snapshot of its own, taken now: it sees
     -- every row committed by whoever held one of these locks before.
     RETURN QUERY SELECT jobs.guid::text, jobs.filed_at FROM jobs WHERE jobs.guid = ANY(guids);
@@ -113,7 +117,11 @@ def _partition() -> None:
     op.execute("ALTER TABLE jobs ADD PRIMARY KEY (guid, filed_at)")
     _create_indexes((*INDEXES, UNFINISHED_INDEX))
     op.execute(f"DROP TABLE {old}")
-    op.execute("ANALYZE jobs")
+    # Not an empty table: its statistics would tell the planner its months hold nothing, and
+    # plans cached on that (a seq scan of a partition) would outlive the first rows. A partition
+    # never analyzed is planned as holding some rows, so lookups by guid use the primary key.
+    if op.get_bind().execute(sa.text("SELECT EXISTS (SELECT FROM jobs)")).scalar_one():
+        op.execute("ANALYZE jobs")
 
 
 def _unpartition() -> None:

@@ -81,9 +81,14 @@ WITH located AS MATERIALIZED (
     -- every write below reads `input`, which cannot yield a row before this has run whole.
     SELECT * FROM jobhooks_locate_jobs(%(guids)s::text[])
 ), input AS (
-    SELECT delivery.*, coalesce(located.job_filed_at, delivery.filed_at) AS job_filed_at
+    -- A subquery, not a join, so the planner counts as many rows here as deliveries: it knows
+    -- nothing of how many the function finds, and guessing many, it planned the writes below
+    -- as hash joins over whole tables.
+    SELECT delivery.*, coalesce(
+        (SELECT located.job_filed_at FROM located WHERE located.job_guid = delivery.job_guid),
+        delivery.filed_at
+    ) AS job_filed_at
     FROM jsonb_to_recordset(%(deliveries)s::jsonb) AS delivery({_DELIVERY_COLUMNS})
-        LEFT JOIN located USING (job_guid)
 ), wired AS (
     SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS run({_RUN_COLUMNS})
 ), first_of_id AS (
