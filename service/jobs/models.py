@@ -107,7 +107,7 @@ class Job(Base):
     # The partition key (service/platform/partitions.py): the MX time of the first status change
     # stored for the job (its event's filed_at), never changed afterwards, so a job lives in one
     # month and ages out with it. PostgreSQL's primary key is (guid, filed_at); ingest finds the
-    # filed_at of a stored job under a lock on its guid (service/jobs/job_rows.py), so two first
+    # filed_at of a stored job under a lock on its guid (service/jobs/filing.py), so two first
     # callbacks either side of a month's start still make one row.
     filed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_filed_at_of_first_state)
 
