@@ -30,5 +30,5 @@ def lock_and_locate(on: Session | Connection, guids: Collection[str]) -> dict[st
     each hold what the other waits for."""
     if not guids:
         return {}
-    found = on.execute(text(LOCATE), {"guids": sorted(set(guids))})
+    found = on.execute(text(LOCATE), {"guids": list(guids)})
     return {guid: filed for guid, filed in found}

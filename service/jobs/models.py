@@ -22,8 +22,14 @@ from service.platform.db import BigId, JsonDocument, UTCDateTime
 from service.platform.models import GUID_LENGTH, Base
 from service.platform.partitions import UNDATED
 
-# A job not finished yet: no finished_at, and not COMPLETED, PREVENTED, DENIED or HALTED.
-UNFINISHED = "finished_at IS NULL AND status NOT IN (6, 7, 8, 9)"
+# A job in one of these has finished even when MX left finished_at out: COMPLETED, PREVENTED,
+# DENIED, HALTED.
+FINISHED_JOB_STATUSES = (6, 7, 8, 9)
+# A job not finished yet, as SQL for the partial index and retention's reads.
+UNFINISHED = (
+    "finished_at IS NULL AND status NOT IN "
+    f"({', '.join(str(status) for status in FINISHED_JOB_STATUSES)})"
+)
 
 
 class JobEvent(Base):

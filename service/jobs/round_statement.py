@@ -288,7 +288,8 @@ def ingest_round_in_one_statement(
         # One JSON document per round rather than an array per column: orjson writes it in C, and
         # psycopg then has one text value to send instead of a type to find for every element.
         "deliveries": orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode(),
-        "guids": sorted({delivery.job.guid for delivery in deliveries}),
+        # jobhooks_locate_jobs sorts the guids itself, to lock them in one order.
+        "guids": [delivery.job.guid for delivery in deliveries],
         "runs": orjson.dumps(runs).decode(),
         "prompt_handlers": sorted(PROMPT_HANDLERS),
         "prompt_source": PromptSource.JOB.value,

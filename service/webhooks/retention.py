@@ -51,7 +51,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from service.jobs.folding import take_hours_off_their_day
-from service.jobs.models import UNFINISHED, Job, JobEvent, JobStatusCount
+from service.jobs.models import (
+    FINISHED_JOB_STATUSES,
+    UNFINISHED,
+    Job,
+    JobEvent,
+    JobStatusCount,
+)
 from service.jobs.rollups import DAILY, HOUR, HOURLY, Breakdown, day_of
 from service.members.models import Member, MemberDataUpdate, MemberEvent
 from service.outbox.models import HandlerRun, RunState
@@ -85,8 +91,6 @@ JOBS_MOST_PER_BATCH = 200_000
 JOBS_BATCH_SECONDS = 0.25
 # Runs retention keeps: still owed, or dead and waiting for an operator.
 KEPT_RUN_STATES = (RunState.PENDING, RunState.RUNNING, RunState.DEAD)
-# A job in one of these has finished even when MX left finished_at out.
-FINISHED_JOB_STATUSES = (6, 7, 8, 9)
 # pg_try_advisory_lock key of a purge run by the workers (HISTORY_RETENTION): one at a time.
 RETENTION_LOCK = 0x6A6F62686F6F6B02
 # A position in the jobs' (updated_at, guid) order: both columns, or the guid alone among the
